@@ -1,0 +1,48 @@
+"""One exception family for everything containerlab refuses to do.
+
+Messages are lower-case, name the thing and say what to do. Failures of a system call stay
+``OSError`` (see ``syscalls.SyscallError``): they carry the operation and the path instead.
+"""
+
+
+class ContainerlabError(Exception):
+    """Base class: a problem containerlab can explain to the user."""
+
+    #: the exit code the CLI returns for this error (125: containerlab itself failed, as Docker).
+    exit_code = 125
+
+
+class NotRootError(ContainerlabError):
+    """The operation needs root (namespaces, mounts, cgroups)."""
+
+
+class KernelFeatureError(ContainerlabError):
+    """The running kernel lacks something the operation needs."""
+
+
+class NamespaceError(ContainerlabError):
+    """A namespace could not be created, entered or inspected."""
+
+
+class RootfsError(ContainerlabError):
+    """A root filesystem could not be built, mounted or entered."""
+
+
+class ImageNotFoundError(ContainerlabError):
+    """The image named by the user does not exist."""
+
+
+class CommandNotFoundError(ContainerlabError):
+    """The container's command does not exist in its root filesystem (exit 127)."""
+
+    exit_code = 127
+
+
+class CommandNotExecutableError(ContainerlabError):
+    """The container's command exists but cannot be executed (exit 126)."""
+
+    exit_code = 126
+
+
+class ContainerError(ContainerlabError):
+    """A container could not be created, started or cleaned up."""

@@ -1,0 +1,350 @@
+"""Linux namespaces: what a process can see.
+
+A namespace wraps one global resource (hostname, process ids, mounts, IPC objects, network
+stack, user ids, cgroup root, clocks) so that the processes inside get their own copy. Every
+process is in exactly one namespace of each of the eight kinds; ``/proc/PID/ns/KIND`` names
+it, and two processes share a namespace when those links have the same inode number.
+
+This module inspects namespaces, starts processes in new ones (``spawn``, as
+``unshare(1)`` does) and runs commands inside the namespaces of a running process
+(``enter``, as ``nsenter(1)`` does). Both go through ``containerlab.nsexec``, a fresh
+single-threaded process, because a Jupyter kernel is multi-threaded and must not do this
+work itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from containerlab import syscalls
+from containerlab.errors import (
+    CommandNotExecutableError,
+    CommandNotFoundError,
+    KernelFeatureError,
+    NamespaceError,
+    NotRootError,
+)
+
+#: The eight namespace kinds, by their name under /proc/PID/ns, with what each isolates.
+KINDS: dict[str, str] = {
+    "mnt": "mount points: what the filesystem tree looks like",
+    "uts": "hostname and NIS domain name",
+    "ipc": "System V IPC objects and POSIX message queues",
+    "net": "network devices, addresses, routes, firewall rules, ports",
+    "pid": "process ids: the first process inside is PID 1",
+    "user": "user and group ids, and the capabilities that go with them",
+    "cgroup": "which cgroup directory looks like the root",
+    "time": "offsets of the monotonic and boot-time clocks",
+}
+
+#: What `docker run` creates for a container by default (user and time stay shared).
+CONTAINER_KINDS = frozenset({"mnt", "uts", "ipc", "net", "pid", "cgroup"})
+
+
+@dataclass(frozen=True)
+class IdMap:
+    """One uid_map/gid_map line: ``count`` ids from ``inside`` stand for ids from ``outside``."""
+
+    inside: int  # first id as seen inside the user namespace
+    outside: int  # the id it stands for in the parent namespace
+    count: int = 1  # how many consecutive ids the line maps
+
+    def line(self) -> str:
+        return f"{self.inside} {self.outside} {self.count}\n"
+
+
+@dataclass(frozen=True)
+class NamespaceSpec:
+    """What a new process gets: new namespaces, joined ones, and their initial settings."""
+
+    new: frozenset[str] = frozenset()  # kinds to create (unshare)
+    join: Mapping[str, int] = field(default_factory=dict)  # kind -> pid whose namespace to join
+    hostname: str | None = None  # set in the new UTS namespace
+    uid_map: tuple[IdMap, ...] = ()  # written for a new user namespace
+    gid_map: tuple[IdMap, ...] = ()
+    time_offsets: Mapping[str, int] = field(default_factory=dict)  # clock -> seconds, new time ns
+    mount_proc: bool = False  # remount /proc in the new mount+pid namespaces, as unshare does
+
+    def validate(self) -> None:
+        unknown = (set(self.new) | set(self.join)) - set(KINDS)
+        if unknown:
+            raise NamespaceError(
+                f"unknown namespace kind {sorted(unknown)}; the kinds are {', '.join(KINDS)}"
+            )
+        both = set(self.new) & set(self.join)
+        if both:
+            raise NamespaceError(f"namespace {sorted(both)} cannot be both new and joined")
+        if (self.uid_map or self.gid_map) and "user" not in self.new:
+            raise NamespaceError("uid_map/gid_map need a new user namespace: add 'user' to new")
+        if self.time_offsets and "time" not in self.new:
+            raise NamespaceError("time_offsets need a new time namespace: add 'time' to new")
+        bad = set(self.time_offsets) - {"monotonic", "boottime"}
+        if bad:
+            raise NamespaceError(f"unknown clock {sorted(bad)}; use 'monotonic' or 'boottime'")
+        if self.hostname and "uts" not in self.new:
+            raise NamespaceError("setting a hostname needs a new uts namespace: add 'uts' to new")
+        if self.mount_proc and not {"mnt", "pid"} <= set(self.new):
+            raise NamespaceError("mount_proc needs new 'mnt' and 'pid' namespaces")
+
+
+# --- inspecting -----------------------------------------------------------------------------
+def ns_id(pid: int | str, kind: str) -> int:
+    """The inode number naming the ``kind`` namespace of process ``pid`` ("self" works)."""
+    if kind not in KINDS:
+        raise NamespaceError(f"unknown namespace kind '{kind}'; the kinds are {', '.join(KINDS)}")
+    try:
+        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+    except FileNotFoundError:
+        raise NamespaceError(f"no process {pid} (or this kernel has no {kind} namespace)") from None
+
+
+def ns_ids(pid: int | str = "self") -> dict[str, int]:
+    """All namespaces of a process, kind -> inode number, like ``ls -l /proc/PID/ns``."""
+    out = {}
+    for kind in KINDS:
+        try:
+            out[kind] = os.stat(f"/proc/{pid}/ns/{kind}").st_ino
+        except FileNotFoundError:
+            if not os.path.exists(f"/proc/{pid}"):
+                raise NamespaceError(f"no process {pid}; is it still running?") from None
+    return out
+
+
+def shared(pid_a: int | str, pid_b: int | str) -> dict[str, bool]:
+    """For each kind, whether two processes are in the same namespace."""
+    a, b = ns_ids(pid_a), ns_ids(pid_b)
+    return {kind: a[kind] == b.get(kind) for kind in a}
+
+
+def processes_by_namespace(kind: str) -> dict[int, list[int]]:
+    """Every process on the machine grouped by its ``kind`` namespace: inode -> pids."""
+    groups: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ino = os.stat(f"/proc/{entry}/ns/{kind}").st_ino
+        except OSError:  # gone meanwhile, or a kernel thread we may not look at
+            continue
+        groups.setdefault(ino, []).append(int(entry))
+    for pids in groups.values():
+        pids.sort()
+    return groups
+
+
+def read_id_map(pid: int | str, which: str = "uid") -> list[IdMap]:
+    """The uid_map or gid_map of a process (an empty list: its user namespace maps nothing yet)."""
+    with open(f"/proc/{pid}/{which}_map") as f:
+        return [IdMap(*map(int, line.split())) for line in f if line.strip()]
+
+
+# --- starting processes in namespaces ---------------------------------------------------------
+class NsProcess:
+    """A command running in its namespaces, started by :func:`spawn`.
+
+    ``pid`` is the launcher (outside any new PID namespace), ``child_pid`` the command itself
+    as the host sees it (inside, it is PID 1 when a PID namespace is new). Use it as a context
+    manager to make sure the process is gone afterwards.
+    """
+
+    def __init__(self, popen: subprocess.Popen, child_pid: int):
+        self.popen = popen
+        self.pid = popen.pid
+        self.child_pid = child_pid
+        self.stdout: IO[Any] | None = popen.stdout
+        self.stderr: IO[Any] | None = popen.stderr
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the command; its exit code (128+N when killed by signal N)."""
+        rc = self.popen.wait(timeout)
+        return 128 - rc if rc < 0 else rc
+
+    def communicate(
+        self, input: bytes | None = None, timeout: float | None = None
+    ) -> tuple[Any, Any]:
+        return self.popen.communicate(input, timeout)
+
+    @property
+    def returncode(self) -> int | None:
+        rc = self.popen.returncode
+        return None if rc is None else (128 - rc if rc < 0 else rc)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the command; SIGKILL (the default) also ends the launcher."""
+        for pid in (self.child_pid, self.pid):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+            if sig != signal.SIGKILL:
+                break
+
+    def __enter__(self) -> NsProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.popen.poll() is None:
+            self.kill()
+        self.popen.wait()
+        for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+            if stream:
+                stream.close()
+
+    def __repr__(self) -> str:
+        return f"<NsProcess launcher={self.pid} command={self.child_pid} rc={self.returncode}>"
+
+
+def _recv_messages(sock: socket.socket):
+    buf = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield json.loads(line)
+
+
+def _fail(kind: str, code: int, message: str) -> Exception:
+    if code == 127:
+        return CommandNotFoundError(message)
+    if code == 126:
+        return CommandNotExecutableError(message)
+    if "EPERM" in message and os.geteuid() != 0:
+        return NotRootError(f"{message}; namespaces need root: run as root (sudo)")
+    if "EINVAL" in message and "time" in message:
+        return KernelFeatureError(f"{message}; time namespaces need Linux >= 5.6")
+    return NamespaceError(message)
+
+
+def spawn(
+    argv: Sequence[str],
+    spec: NamespaceSpec | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: Any = None,
+    stdout: Any = None,
+    stderr: Any = None,
+    setup: tuple[str, Mapping[str, Any]] | None = None,
+    before_go: Any = None,
+    **spec_fields: Any,
+) -> NsProcess:
+    """Start ``argv`` in new and/or joined namespaces and return once it has been exec'd.
+
+    ``spawn(["sh"], new={"uts", "pid"}, hostname="box")`` is ``unshare --uts --pid --fork``.
+    ``setup`` names a function (``"module:function"``, payload) the launcher runs inside the
+    namespaces right before exec: the runtime uses it to build the container's root
+    filesystem. ``before_go(launcher_pid)`` runs in the caller once the namespaces exist and
+    before the command starts: where the outside work (id maps, cgroups, network) happens.
+    Raises ``CommandNotFoundError`` (127), ``CommandNotExecutableError`` (126) or
+    ``NamespaceError`` when the command could not be started; nothing is left running then.
+    """
+    if spec is None:
+        spec = NamespaceSpec(
+            **{k: (frozenset(v) if k == "new" else v) for k, v in spec_fields.items()}
+        )
+    elif spec_fields:
+        raise TypeError("pass either a NamespaceSpec or its fields, not both")
+    spec.validate()
+    if not argv:
+        raise NamespaceError("no command given: spawn needs at least argv[0]")
+    config = {
+        "argv": list(argv),
+        "env": dict(env) if env is not None else None,
+        "new": sorted(spec.new),
+        "join": dict(spec.join),
+        "hostname": spec.hostname,
+        "time_offsets": dict(spec.time_offsets),
+        "mount_proc": spec.mount_proc,
+        "caller_pid": os.getpid(),
+        "setup": {"entry": setup[0], "payload": dict(setup[1])} if setup else None,
+    }
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "containerlab.nsexec", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    finally:
+        theirs.close()
+    child_pid = 0
+    error: dict | None = None
+    try:
+        with ours:
+            ours.sendall(json.dumps(config).encode() + b"\n")
+            for msg in _recv_messages(ours):
+                if msg["event"] == "unshared":
+                    launcher = msg["pid"]
+                    if "user" in spec.new:
+                        write_id_maps(launcher, spec.uid_map, spec.gid_map)
+                    if before_go is not None:
+                        before_go(launcher)
+                    ours.sendall(b'{"event": "go"}\n')
+                elif msg["event"] == "forked":
+                    child_pid = msg["pid"]
+                elif msg["event"] == "error":
+                    error = msg
+    except BaseException:
+        popen.kill()
+        popen.wait()
+        raise
+    if error is not None or not child_pid:
+        popen.wait()
+        if error is None:
+            error = {"code": 125, "message": "the launcher exited before starting the command"}
+        raise _fail("", error["code"], error["message"])
+    return NsProcess(popen, child_pid)
+
+
+def write_id_maps(pid: int, uid_map: Iterable[IdMap], gid_map: Iterable[IdMap]) -> None:
+    """Write a new user namespace's uid and gid maps from outside, as newuidmap(1) does.
+
+    Each file can be written once, in one write. Until it is, every id inside is the
+    overflow id 65534 ("nobody").
+    """
+    uid_lines = "".join(m.line() for m in uid_map)
+    gid_lines = "".join(m.line() for m in gid_map)
+    if uid_lines:
+        syscalls.write_file(f"/proc/{pid}/uid_map", uid_lines)
+    if gid_lines:
+        syscalls.write_file(f"/proc/{pid}/gid_map", gid_lines)
+
+
+def run(
+    argv: Sequence[str], spec: NamespaceSpec | None = None, *, timeout: float = 60, **kwargs: Any
+) -> subprocess.CompletedProcess:
+    """Run ``argv`` in namespaces to completion and capture its output (text)."""
+    kwargs.setdefault("stdout", subprocess.PIPE)
+    kwargs.setdefault("stderr", subprocess.PIPE)
+    with spawn(argv, spec, **kwargs) as proc:
+        out, err = proc.communicate(timeout=timeout)
+        rc = proc.wait()
+
+    def dec(b):
+        return b.decode(errors="replace") if isinstance(b, bytes) else b
+
+    return subprocess.CompletedProcess(list(argv), rc, dec(out), dec(err))
+
+
+def enter(
+    pid: int, argv: Sequence[str], kinds: Iterable[str] | None = None, **kwargs: Any
+) -> subprocess.CompletedProcess:
+    """Run ``argv`` inside the namespaces of the running process ``pid``, as ``nsenter`` does.
+
+    ``kinds`` defaults to every namespace the process does not share with us.
+    """
+    if kinds is None:
+        kinds = [k for k, same in shared("self", pid).items() if not same]
+    return run(argv, NamespaceSpec(join={k: pid for k in kinds}), **kwargs)

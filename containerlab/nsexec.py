@@ -1,0 +1,223 @@
+"""The namespace launcher: a fresh, single-threaded process that enters namespaces, then execs.
+
+A Jupyter kernel (or any caller) is multi-threaded, and a multi-threaded process must not
+fork and then do real work in the child, nor may it ``unshare(CLONE_NEWUSER)`` or ``setns``
+into a mount namespace at all. So, as ``runc init`` is runc re-executed, the caller starts
+this module as a new Python process (``python -m containerlab.nsexec FD``) and talks to it
+over a socket:
+
+    caller                               launcher (this module)
+    ------                               ----------------------
+    send config (one JSON line)   --->   setns() into joined namespaces, unshare() new ones,
+                                         write time offsets
+                                  <---   {"event": "unshared", "pid": P}
+    write uid_map / gid_map (user ns),
+    later: cgroups, network
+    {"event": "go"}               --->   fork if a PID or time namespace is new (they apply to
+                                         children only); the child is PID 1 in its namespace
+                                  <---   {"event": "forked", "pid": C}   (C as the host sees it)
+                                         child: setsid, hostname, /proc, setup hook, exec
+                                  <---   {"event": "error", ...}  only if that failed
+                                  <---   EOF: the socket is close-on-exec, so a successful
+                                         exec closes it. The launcher stays to wait for the
+                                         child and exits with its code (128+N on signal N).
+
+Imports here are kept to the standard library and the kernel seam: this runs on every
+container start.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import socket
+import sys
+
+from containerlab import syscalls
+
+# The order nsenter(1) joins namespaces in: the user namespace first, since joining it can
+# grant the capabilities the other setns calls need; the mount namespace late, since it
+# changes what paths mean.
+JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt", "time")
+
+# Signals the launcher passes on to the command, as `docker run` does (sig-proxy).
+FORWARDED_SIGNALS = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTERM,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+)
+
+# Exit codes, as Docker has them.
+EXIT_SETUP_FAILED = 125
+EXIT_CANNOT_EXECUTE = 126
+EXIT_NOT_FOUND = 127
+
+
+def send(sock: socket.socket, **message: object) -> None:
+    sock.sendall(json.dumps(message).encode() + b"\n")
+
+
+def _recv_line(sock: socket.socket) -> dict:
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError("the caller closed the launcher's socket")
+        buf += chunk
+    return json.loads(buf)
+
+
+def exit_code_of(status: int) -> int:
+    """A wait status as a shell exit code: the code itself, or 128+N for signal N."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _join(join: dict[str, int]) -> None:
+    # Open every namespace file first: after joining the mount namespace, /proc/PID
+    # may no longer mean the same process.
+    fds = []
+    for kind in JOIN_ORDER:
+        if kind in join:
+            path = f"/proc/{join[kind]}/ns/{kind}"
+            try:
+                fds.append((os.open(path, os.O_RDONLY | os.O_CLOEXEC), kind, path))
+            except OSError as e:
+                raise syscalls.SyscallError("open", e.errno or 0, path) from None
+    for fd, kind, path in fds:
+        # Joining your own user namespace again is EINVAL: skip it, as nsenter does.
+        if kind == "user" and os.stat(path).st_ino == os.stat("/proc/self/ns/user").st_ino:
+            os.close(fd)
+            continue
+        try:
+            syscalls.setns(fd, syscalls.NS_FLAGS[kind], path)
+        finally:
+            os.close(fd)
+
+
+def _become_root_in_userns() -> None:
+    # After unshare(CLONE_NEWUSER) we hold every capability in the new namespace but are
+    # "nobody" until the caller writes the maps; then switch to the uid/gid 0 they map.
+    os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+
+
+def _child(config: dict, sock: socket.socket) -> None:
+    """Runs in the process that becomes the command. Never returns."""
+    code = EXIT_SETUP_FAILED
+    try:
+        syscalls.set_parent_death_signal(signal.SIGKILL)
+        # Its own session, like a container's init: no controlling terminal shared with
+        # the caller, so a Ctrl-C reaches it only through the launcher's forwarding.
+        if config.get("setsid", True):
+            os.setsid()
+        if config.get("hostname"):
+            syscalls.sethostname(config["hostname"])
+        if config.get("mount_proc"):
+            # A new PID namespace shows the host's processes until /proc is remounted;
+            # make the change private first so it does not leak back to the host.
+            syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+            syscalls.mount(
+                "proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
+            )
+        hook = config.get("setup")
+        if hook:
+            module, _, function = hook["entry"].partition(":")
+            getattr(importlib.import_module(module), function)(hook.get("payload", {}))
+        argv = config["argv"]
+        env = config.get("env")
+        env = dict(os.environ) if env is None else dict(env)
+        code = EXIT_NOT_FOUND
+        try:
+            os.execvpe(argv[0], argv, env)
+        except FileNotFoundError:
+            where = (
+                "no such file or directory"
+                if "/" in argv[0]
+                else ("executable file not found in $PATH")
+            )
+            raise LookupError(f'exec: "{argv[0]}": {where}') from None
+        except (PermissionError, OSError) as e:
+            code = EXIT_CANNOT_EXECUTE
+            raise LookupError(f'exec: "{argv[0]}": {e.strerror or e}') from None
+    except BaseException as e:  # report anything, then leave without Python cleanup
+        try:
+            send(sock, event="error", code=code, message=str(e), type=type(e).__name__)
+        finally:
+            os._exit(code)
+
+
+def main(fd: int) -> None:
+    sock = socket.socket(fileno=fd)
+    os.set_inheritable(fd, False)  # close-on-exec: EOF tells the caller exec succeeded
+    config = _recv_line(sock)
+    try:
+        syscalls.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != config.get("caller_pid", os.getppid()):
+            os._exit(EXIT_SETUP_FAILED)  # the caller died before we could watch for it
+        _join(config.get("join", {}))
+        new = config.get("new", [])
+        flags = 0
+        for kind in new:
+            flags |= syscalls.NS_FLAGS[kind]
+        if flags:
+            syscalls.unshare(flags)
+        offsets = config.get("time_offsets")
+        if "time" in new and offsets:
+            syscalls.write_file(
+                "/proc/self/timens_offsets",
+                "".join(f"{clock} {int(sec)} 0\n" for clock, sec in offsets.items()),
+            )
+        send(sock, event="unshared", pid=os.getpid())
+        if _recv_line(sock).get("event") != "go":
+            os._exit(EXIT_SETUP_FAILED)
+        if "user" in new and config.get("become_root", True):
+            _become_root_in_userns()
+    except BaseException as e:
+        send(sock, event="error", code=EXIT_SETUP_FAILED, message=str(e), type=type(e).__name__)
+        os._exit(EXIT_SETUP_FAILED)
+
+    needs_fork = bool({"pid", "time"} & (set(new) | set(config.get("join", {}))))
+    if not needs_fork:
+        send(sock, event="forked", pid=os.getpid())
+        _child(config, sock)
+
+    # Forward signals before forking so none is lost in between.
+    child_pid = 0
+
+    def forward(signum: int, _frame: object) -> None:
+        if child_pid:
+            try:
+                os.kill(child_pid, signum)
+            except ProcessLookupError:
+                pass
+
+    for s in FORWARDED_SIGNALS:
+        signal.signal(s, forward)
+    child_pid = os.fork()
+    if child_pid == 0:
+        for s in FORWARDED_SIGNALS:
+            signal.signal(s, signal.SIG_DFL)
+        _child(config, sock)
+    send(sock, event="forked", pid=child_pid)
+    sock.close()
+    while True:
+        try:
+            _, status = os.waitpid(child_pid, 0)
+            break
+        except ChildProcessError:
+            status = EXIT_SETUP_FAILED << 8
+            break
+    os._exit(exit_code_of(status))
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

@@ -1,0 +1,164 @@
+"""Start a container in the foreground: the heart of ``containerlab run --rm``.
+
+The caller never forks itself into the container. It asks ``namespaces.spawn`` to start the
+launcher (``containerlab.nsexec``, a fresh single-threaded Python), which creates the
+namespaces, forks once so the command is PID 1 of the new PID namespace, and runs
+``runtime.init.setup`` there (overlay root, /proc, /dev, /sys, pivot_root, masked paths)
+before exec'ing the command. The runtime's own bookkeeping is one directory per container
+under the run root, which holds the overlay's upper and work dirs and is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+from containerlab import namespaces, paths, rootfs
+from containerlab.errors import ContainerError, KernelFeatureError, NotRootError
+from containerlab.runtime.spec import DEFAULT_PATH, ContainerSpec
+
+#: Where the launcher finds the init steps to run inside the container.
+INIT_ENTRY = "containerlab.runtime.init:setup"
+
+
+def preflight() -> None:
+    """Refuse early, with the fix, what would otherwise fail halfway through."""
+    if os.geteuid() != 0:
+        raise NotRootError(
+            "containerlab needs root to create namespaces and mounts; run it with sudo"
+        )
+    with open("/proc/filesystems") as f:
+        if "overlay" not in f.read():
+            raise KernelFeatureError("the kernel has no overlayfs; load it with `modprobe overlay`")
+
+
+def default_env(spec: ContainerSpec, hostname: str) -> dict[str, str]:
+    """The environment Docker gives a container, then the user's ``-e`` on top."""
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": "/root"}
+    env.update(spec.env)
+    return env
+
+
+class Container:
+    """A running foreground container. Use as a context manager: leaving it kills what is
+    still running and removes the container's directory."""
+
+    def __init__(self, spec: ContainerSpec, cid: str, directory: Path):
+        self.spec = spec
+        self.id = cid
+        self.dir = directory
+        self.process: namespaces.NsProcess | None = None
+
+    @property
+    def pid(self) -> int:
+        """The container's PID 1 as the host sees it."""
+        if self.process is None:
+            raise ContainerError(f"container {self.id[:12]} is not running")
+        return self.process.child_pid
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the command to exit; its exit code (128+N when killed by signal N)."""
+        if self.process is None:
+            raise ContainerError(f"container {self.id[:12]} was never started")
+        return self.process.wait(timeout)
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the launcher, which forwards it to the container's PID 1."""
+        if self.process is not None and self.process.returncode is None:
+            try:
+                os.kill(self.process.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def remove(self) -> None:
+        """Kill what still runs, then delete the container's directory (its writable layer)."""
+        if self.process is not None:
+            self.process.__exit__(None, None, None)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        return f"<Container {self.id[:12]} image={self.spec.image} argv={list(self.spec.argv)}>"
+
+
+def start(
+    spec: ContainerSpec, *, stdin: Any = None, stdout: Any = None, stderr: Any = None
+) -> Container:
+    """Create and start a container; returns once its command has been exec'd.
+
+    Raises ``ImageNotFoundError``, ``CommandNotFoundError`` (127),
+    ``CommandNotExecutableError`` (126) or another ``ContainerlabError``; on any failure
+    nothing is left behind.
+    """
+    preflight()
+    lower = rootfs.base_rootfs(spec.image)
+    cid = secrets.token_hex(32)
+    directory = paths.run_root() / "containers" / cid
+    container = Container(spec, cid, directory)
+    hostname = spec.hostname or cid[:12]
+    try:
+        for sub in ("upper", "work", "rootfs"):
+            (directory / sub).mkdir(parents=True)
+        payload = {
+            "lower": [str(lower)],
+            "upper": str(directory / "upper"),
+            "work": str(directory / "work"),
+            "target": str(directory / "rootfs"),
+            "workdir": spec.workdir,
+            "new_net": "net" in spec.namespaces,
+            "masks": spec.masked_paths,
+        }
+        ns_spec = namespaces.NamespaceSpec(
+            new=frozenset(spec.namespaces),
+            hostname=hostname if "uts" in spec.namespaces else None,
+        )
+        container.process = namespaces.spawn(
+            list(spec.argv),
+            ns_spec,
+            env=default_env(spec, hostname),
+            setup=(INIT_ENTRY, payload),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    except BaseException:
+        container.remove()
+        raise
+    return container
+
+
+#: Signals `run` passes on to the container, as Docker's sig-proxy does.
+PROXIED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+
+def run(spec: ContainerSpec, *, proxy_signals: bool = False, **stdio: Any) -> int:
+    """Run a container to completion and remove it; returns the command's exit code.
+
+    With ``proxy_signals`` (the CLI sets it), signals this process receives are passed on
+    to the container instead of killing this process.
+    """
+    with start(spec, **stdio) as container:
+        if not proxy_signals:
+            return container.wait()
+        previous = {s: signal.signal(s, lambda n, _f: container.signal(n)) for s in PROXIED_SIGNALS}
+        try:
+            return container.wait()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)

@@ -1,0 +1,44 @@
+"""The container's init steps: run inside the new namespaces, right before the command.
+
+``containerlab.nsexec`` (the re-executed launcher, like ``runc init``) calls :func:`setup`
+in the process that becomes the container's PID 1, after it entered its namespaces and
+before it execs the command. Everything here happens inside the container's private mount
+namespace, so when the last process of the container exits, every mount made here vanishes
+with the namespace: nothing to unmount on the host.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from containerlab import rootfs, syscalls
+
+
+def _overlay_options(lower: list[str], upper: str, work: str) -> str:
+    # overlayfs lists lower dirs top-most first; ':' and ',' in a path must be escaped.
+    def esc(p: str) -> str:
+        return p.replace("\\", "\\\\").replace(":", "\\:").replace(",", "\\,")
+
+    return f"lowerdir={':'.join(esc(p) for p in lower)},upperdir={esc(upper)},workdir={esc(work)}"
+
+
+def setup(payload: dict[str, Any]) -> None:
+    """Mount the container's root and pivot into it (the payload comes from the runtime)."""
+    rootfs.make_private("/")
+    target = payload["target"]
+    # The image read-only below, a fresh writable directory on top: the container may change
+    # anything without touching the image (the next issue turns images into real layers).
+    syscalls.mount(
+        "overlay",
+        target,
+        "overlay",
+        0,
+        _overlay_options(payload["lower"], payload["upper"], payload["work"]),
+    )
+    if payload["new_net"]:
+        syscalls.set_link_up("lo")  # a new network namespace starts with lo down
+    rootfs.setup_root(target, new_net=payload["new_net"], masks=payload["masks"])
+    workdir = payload["workdir"]
+    os.makedirs(workdir, exist_ok=True)
+    os.chdir(workdir)

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Install everything containerlab needs, idempotently: the system packages, a virtual
+# environment with the package installed editable, and the Jupyter kernel the notebooks use.
+# The lab command, the test command, CI and the Vagrant VM all run this same script, so
+# they never drift apart. Run it again at any time: it only does what is missing.
+#
+#   scripts/setup.sh [--lab-user USER]
+#
+#   --lab-user USER   the JupyterLab server will run as USER (the Vagrant VM does this):
+#                     the kernel is then started through `sudo -n`, so notebooks run as root.
+# Environment:
+#   CONTAINERLAB_VENV   where the virtual environment lives (default: <repo>/.venv)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${CONTAINERLAB_VENV:-$repo/.venv}
+lab_user=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --lab-user) lab_user=${2:?--lab-user needs a user name}; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$1'; see scripts/setup.sh --help" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: containerlab needs root (namespaces, mounts, cgroups); run: sudo $0 $*" >&2
+  exit 1
+fi
+
+# System packages. Each later concept adds what it needs here.
+packages=(
+  busybox-static   # the offline base image: one static binary, hundreds of applets
+  iproute2         # ip, to look at links, netns and routes next to what the code does
+  util-linux       # unshare, nsenter, mount: the shell equivalents the notebooks show
+  procps           # ps, for the process views
+  python3-venv     # the virtual environment
+  python3-dev      # headers, in case a wheel has to be built
+  sudo             # the lab's kernels run as root through sudo when the server does not
+  curl             # health checks of the lab server
+  git
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing system packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  say "system packages present"
+fi
+
+# The virtual environment, made from the system Python (>= 3.11), not a pyenv shim:
+# a venv on the system interpreter starts in ~15 ms, which matters for every container start.
+py=/usr/bin/python3
+"$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  echo "setup.sh: containerlab needs Python >= 3.11; $py is $("$py" --version)" >&2; exit 1; }
+if [ ! -x "$venv/bin/python" ]; then
+  say "creating the virtual environment in $venv"
+  "$py" -m venv "$venv"
+fi
+stamp="$venv/.containerlab-installed"
+if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
+  say "installing containerlab (editable) with its lab and test extras"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q -e "$repo[lab,test]"
+  touch "$stamp"
+else
+  say "python packages present"
+fi
+# The console script on PATH, so `containerlab run ...` works from any shell.
+ln -sf "$venv/bin/containerlab" /usr/local/bin/containerlab
+
+# The Jupyter kernel the notebooks name ("containerlab"). It must run as root: notebooks
+# create namespaces and mounts. A root server starts it directly; a server run as a normal
+# user (the Vagrant VM) starts it through passwordless sudo for that one command.
+kdir="$venv/share/jupyter/kernels/containerlab"
+mkdir -p "$kdir"
+if [ -n "$lab_user" ]; then
+  id "$lab_user" >/dev/null 2>&1 || { echo "setup.sh: no user '$lab_user'" >&2; exit 1; }
+  argv="[\"sudo\", \"-n\", \"--preserve-env=JPY_PARENT_PID\", \"$venv/bin/python\", \"-m\", \"ipykernel_launcher\", \"-f\", \"{connection_file}\"]"
+  printf '%s ALL=(root) NOPASSWD: %s -m ipykernel_launcher *\n' "$lab_user" "$venv/bin/python" \
+    > /etc/sudoers.d/containerlab-lab
+  chmod 0440 /etc/sudoers.d/containerlab-lab
+  visudo -cf /etc/sudoers.d/containerlab-lab >/dev/null
+else
+  argv="[\"$venv/bin/python\", \"-m\", \"ipykernel_launcher\", \"-f\", \"{connection_file}\"]"
+fi
+cat > "$kdir/kernel.json" <<JSON
+{
+  "argv": $argv,
+  "display_name": "containerlab (root)",
+  "language": "python",
+  "metadata": {"debugger": true}
+}
+JSON
+say "setup done: $("$venv/bin/containerlab" version 2>/dev/null || echo containerlab)"
