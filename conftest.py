@@ -76,6 +76,16 @@ def host_snapshot() -> set[str]:
 _before: set[str] = set()
 
 
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest):
+    """Fail the test that leaves a mount, netns, link, cgroup or container process behind."""
+    before = host_snapshot()
+    yield
+    leaked = host_snapshot() - before
+    if leaked:
+        pytest.fail(f"{request.node.nodeid} left behind: {sorted(leaked)}", pytrace=False)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _before
     _before = host_snapshot()

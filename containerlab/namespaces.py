@@ -265,6 +265,8 @@ def spawn(
         "hostname": spec.hostname,
         "time_offsets": dict(spec.time_offsets),
         "mount_proc": spec.mount_proc,
+        "root_uid_mapped": any(m.inside == 0 for m in spec.uid_map),
+        "root_gid_mapped": any(m.inside == 0 for m in spec.gid_map),
         "caller_pid": os.getpid(),
         "setup": {"entry": setup[0], "payload": dict(setup[1])} if setup else None,
     }

@@ -84,6 +84,7 @@ def _join(join: dict[str, int]) -> None:
     # Open every namespace file first: after joining the mount namespace, /proc/PID
     # may no longer mean the same process.
     fds = []
+    joined_user = False
     for kind in JOIN_ORDER:
         if kind in join:
             path = f"/proc/{join[kind]}/ns/{kind}"
@@ -100,14 +101,22 @@ def _join(join: dict[str, int]) -> None:
             syscalls.setns(fd, syscalls.NS_FLAGS[kind], path)
         finally:
             os.close(fd)
+        if kind == "user":
+            joined_user = True
+    # As nsenter(1) does: in a joined user namespace, become its root (uid/gid 0 there).
+    # Our host uid is not mapped inside, so otherwise we would be "nobody" (65534).
+    if joined_user:
+        _become_root_in_userns()
 
 
-def _become_root_in_userns() -> None:
+def _become_root_in_userns(uid: bool, gid: bool) -> None:
     # After unshare(CLONE_NEWUSER) we hold every capability in the new namespace but are
-    # "nobody" until the caller writes the maps; then switch to the uid/gid 0 they map.
-    os.setgroups([])
-    os.setresgid(0, 0, 0)
-    os.setresuid(0, 0, 0)
+    # "nobody" (65534) until the caller writes the maps; then switch to the ids 0 they map.
+    if gid:
+        os.setgroups([])
+        os.setresgid(0, 0, 0)
+    if uid:
+        os.setresuid(0, 0, 0)
 
 
 def _child(config: dict, sock: socket.socket) -> None:
@@ -179,8 +188,8 @@ def main(fd: int) -> None:
         send(sock, event="unshared", pid=os.getpid())
         if _recv_line(sock).get("event") != "go":
             os._exit(EXIT_SETUP_FAILED)
-        if "user" in new and config.get("become_root", True):
-            _become_root_in_userns()
+        if "user" in new:
+            _become_root_in_userns(config.get("root_uid_mapped"), config.get("root_gid_mapped"))
     except BaseException as e:
         send(sock, event="error", code=EXIT_SETUP_FAILED, message=str(e), type=type(e).__name__)
         os._exit(EXIT_SETUP_FAILED)

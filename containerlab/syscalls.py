@@ -165,10 +165,8 @@ def clone_flag_names(flags: int) -> list[str]:
 def unshare(flags: int) -> None:
     """Move the calling process into new namespaces (PID and time ones: its children)."""
     names = clone_flag_names(flags)
-    explain(
-        f"unshare({' | '.join('CLONE_NEW' + n.upper() for n in names)})",
-        "unshare " + " ".join(f"--{n}" for n in names),
-    )
+    consts = " | ".join("CLONE_NEWNS" if n == "mount" else f"CLONE_NEW{n.upper()}" for n in names)
+    explain(f"unshare({consts})", "unshare " + " ".join(f"--{n}" for n in names))
     _check(_libc.unshare(flags), "unshare", None, ",".join(names))
 
 

@@ -17,7 +17,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from containerlab import namespaces, paths, rootfs
+from containerlab import host, namespaces, paths, rootfs
 from containerlab.errors import ContainerError, KernelFeatureError, NotRootError
 from containerlab.runtime.spec import DEFAULT_PATH, ContainerSpec
 
@@ -25,15 +25,17 @@ from containerlab.runtime.spec import DEFAULT_PATH, ContainerSpec
 INIT_ENTRY = "containerlab.runtime.init:setup"
 
 
-def preflight() -> None:
+def preflight(filesystems_text: str | None = None) -> None:
     """Refuse early, with the fix, what would otherwise fail halfway through."""
     if os.geteuid() != 0:
         raise NotRootError(
             "containerlab needs root to create namespaces and mounts; run it with sudo"
         )
-    with open("/proc/filesystems") as f:
-        if "overlay" not in f.read():
-            raise KernelFeatureError("the kernel has no overlayfs; load it with `modprobe overlay`")
+    if filesystems_text is None:
+        with open("/proc/filesystems") as f:
+            filesystems_text = f.read()
+    if "overlay" not in host.filesystems(filesystems_text):
+        raise KernelFeatureError("the kernel has no overlayfs; load it with `modprobe overlay`")
 
 
 def default_env(spec: ContainerSpec, hostname: str) -> dict[str, str]:
