@@ -106,7 +106,17 @@ def _join(join: dict[str, int]) -> None:
     # As nsenter(1) does: in a joined user namespace, become its root (uid/gid 0 there).
     # Our host uid is not mapped inside, so otherwise we would be "nobody" (65534).
     if joined_user:
-        _become_root_in_userns()
+        _become_root_in_userns(_maps_root("uid"), _maps_root("gid"))
+
+
+def _maps_root(which: str) -> bool:
+    """Whether this process's user namespace maps id 0 in its ``uid_map``/``gid_map``."""
+    with open(f"/proc/self/{which}_map") as f:
+        for line in f:
+            inside, _outside, count = map(int, line.split())
+            if inside <= 0 < inside + count:
+                return True
+    return False
 
 
 def _become_root_in_userns(uid: bool, gid: bool) -> None:
@@ -189,7 +199,11 @@ def main(fd: int) -> None:
         if _recv_line(sock).get("event") != "go":
             os._exit(EXIT_SETUP_FAILED)
         if "user" in new:
-            _become_root_in_userns(config.get("root_uid_mapped"), config.get("root_gid_mapped"))
+            # The maps may also have been written by hand in before_go: read them back.
+            _become_root_in_userns(
+                bool(config.get("root_uid_mapped")) or _maps_root("uid"),
+                bool(config.get("root_gid_mapped")) or _maps_root("gid"),
+            )
     except BaseException as e:
         send(sock, event="error", code=EXIT_SETUP_FAILED, message=str(e), type=type(e).__name__)
         os._exit(EXIT_SETUP_FAILED)
