@@ -178,25 +178,34 @@ class NsProcess:
         return None if rc is None else (128 - rc if rc < 0 else rc)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the command; SIGKILL (the default) also ends the launcher."""
-        for pid in (self.child_pid, self.pid):
+        """Send ``sig`` to the command. The launcher then reaps it and exits on its own.
+
+        The launcher is not killed first: its child would be orphaned, and an orphan whose
+        new parent never calls wait() stays a zombie (PID 1 of some machines does not reap).
+        """
+        try:
+            os.kill(self.child_pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def close(self, grace: float = 5.0) -> None:
+        """Make sure the command and the launcher are gone and reaped."""
+        if self.popen.poll() is None:
+            self.kill(signal.SIGKILL)
             try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-            if sig != signal.SIGKILL:
-                break
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()  # the launcher itself is stuck: last resort
+                self.popen.wait()
+        for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+            if stream:
+                stream.close()
 
     def __enter__(self) -> NsProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.popen.poll() is None:
-            self.kill()
-        self.popen.wait()
-        for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
-            if stream:
-                stream.close()
+        self.close()
 
     def __repr__(self) -> str:
         return f"<NsProcess launcher={self.pid} command={self.child_pid} rc={self.returncode}>"
@@ -299,8 +308,12 @@ def spawn(
                 elif msg["event"] == "error":
                     error = msg
     except BaseException:
-        popen.kill()
-        popen.wait()
+        # Interrupted half-way: stop the command first so the launcher can reap it.
+        if child_pid:
+            NsProcess(popen, child_pid).close()
+        else:
+            popen.kill()
+            popen.wait()
         raise
     if error is not None or not child_pid:
         popen.wait()

@@ -79,7 +79,7 @@ class Container:
     def remove(self) -> None:
         """Kill what still runs, then delete the container's directory (its writable layer)."""
         if self.process is not None:
-            self.process.__exit__(None, None, None)
+            self.process.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> Container:
