@@ -14,13 +14,8 @@ links that make it hundreds of commands). Three steps turn that directory into a
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import shutil
 import stat
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +23,9 @@ from pathlib import Path
 
 from containerlab import paths, syscalls
 from containerlab.errors import ImageNotFoundError, RootfsError
+
+# shutil, subprocess, tempfile and json are imported where used: the container init imports
+# this module on every start, and needs none of them.
 
 S = syscalls
 
@@ -149,6 +147,9 @@ def build_busybox_rootfs(dest: str | os.PathLike[str]) -> Path:
     One binary at /bin/busybox, a symlink per applet (``/bin/sh -> /bin/busybox`` ...), the
     usual directories and a few files in /etc. Deterministic: same busybox, same tree.
     """
+    import shutil
+    import subprocess
+
     dest = Path(dest)
     busybox = find_busybox()
     dest.mkdir(parents=True, exist_ok=True)
@@ -193,6 +194,8 @@ def base_rootfs(image: str = BASE_IMAGE) -> Path:
     temporary directory renamed into place under a lock, so two concurrent first runs
     never see half a tree.
     """
+    import shutil
+
     name = image.removeprefix("docker.io/library/").removesuffix(":latest")
     if name != BASE_IMAGE:
         raise ImageNotFoundError(
@@ -404,6 +407,11 @@ def breakout(rootfs: str | os.PathLike[str], method: str = "chroot") -> Breakout
     ``pivot_root`` with the old root unmounted, the top is the container's own root.
     The attempt runs in a child process, so the caller's root is never touched.
     """
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
     if method not in ("chroot", "pivot_root"):
         raise RootfsError(f"unknown confinement '{method}'; use 'chroot' or 'pivot_root'")
     rootfs = os.path.realpath(rootfs)
@@ -430,6 +438,8 @@ def breakout(rootfs: str | os.PathLike[str], method: str = "chroot") -> Breakout
 
 def _breakout_child(rootfs: str, method: str, scratch: str) -> None:
     """Runs in a throwaway process: confine, attempt the escape, report as JSON."""
+    import json
+
     if method == "chroot":
         S.chroot(rootfs)
         os.chdir("/")

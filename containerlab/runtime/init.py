@@ -10,7 +10,6 @@ with the namespace: nothing to unmount on the host.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from containerlab import rootfs, syscalls
 
@@ -23,7 +22,7 @@ def _overlay_options(lower: list[str], upper: str, work: str) -> str:
     return f"lowerdir={':'.join(esc(p) for p in lower)},upperdir={esc(upper)},workdir={esc(work)}"
 
 
-def setup(payload: dict[str, Any]) -> None:
+def setup(payload: dict) -> None:
     """Mount the container's root and pivot into it (the payload comes from the runtime)."""
     rootfs.make_private("/")
     target = payload["target"]
