@@ -165,7 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Flags a verb does not know land here; name the flag and the verb's help, as Docker.
+        verb = f" {args.verb}" if getattr(args, "verb", None) else ""
+        print(
+            f"containerlab: unknown flag: {extra[0]}\nSee 'containerlab{verb} --help'.",
+            file=sys.stderr,
+        )
+        return EXIT_CLI_ERROR
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -57,7 +57,8 @@ def test_unknown_image_is_125_and_changes_nothing(clab_root):
 def test_unknown_flag_is_125():
     res = clab("run", "--bogus", "busybox", "true")
     assert res.returncode == 125
-    assert "--bogus" in res.stderr
+    assert "unknown flag: --bogus" in res.stderr
+    assert "See 'containerlab run --help'" in res.stderr
 
 
 def test_not_root_is_refused_with_the_fix(clab_root):
