@@ -104,6 +104,10 @@ def ns_id(pid: int | str, kind: str) -> int:
         return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
     except FileNotFoundError:
         raise NamespaceError(f"no process {pid} (or this kernel has no {kind} namespace)") from None
+    except PermissionError:
+        raise NamespaceError(
+            f"may not look at the namespaces of process {pid}; run as root"
+        ) from None
 
 
 def ns_ids(pid: int | str = "self") -> dict[str, int]:
@@ -115,6 +119,10 @@ def ns_ids(pid: int | str = "self") -> dict[str, int]:
         except FileNotFoundError:
             if not os.path.exists(f"/proc/{pid}"):
                 raise NamespaceError(f"no process {pid}; is it still running?") from None
+        except PermissionError:
+            raise NamespaceError(
+                f"may not look at the namespaces of process {pid}; run as root"
+            ) from None
     return out
 
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -189,7 +190,7 @@ def test_not_root_gets_a_clear_error():
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-            os.sys.executable,
+            sys.executable,
             "-c",
             code,
         ],
@@ -199,3 +200,18 @@ def test_not_root_gets_a_clear_error():
     )
     assert NotRootError.__name__ in res.stdout, res.stdout + res.stderr
     assert "run as root" in res.stdout
+
+
+def test_unreadable_namespaces_are_a_clear_error():
+    code = (
+        "from containerlab import namespaces as ns\n"
+        "try:\n ns.ns_ids(1)\n"
+        "except Exception as e: print(type(e).__name__, e)\n"
+    )
+    res = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
+    assert res.stdout.startswith("NamespaceError may not look at the namespaces of process 1")
