@@ -20,4 +20,4 @@ echo "==> pytest: unit and integration tests (real kernel, as root)"
 pytest -p no:cacheprovider tests "$@"
 
 echo "==> pytest --nbval: every notebook, top to bottom"
-pytest -p no:cacheprovider --nbval notebooks --sanitize-with notebooks/sanitize.cfg
+pytest -p no:cacheprovider --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg
