@@ -45,6 +45,8 @@ token=${JUPYTER_TOKEN:-$("$venv/bin/python" -c 'import secrets; print(secrets.to
 state=${LAB_STATE_DIR:-$venv/var/lab}
 export JUPYTER_CONFIG_DIR=$state/config JUPYTER_DATA_DIR=$state/data
 export JUPYTER_RUNTIME_DIR=$state/runtime IPYTHONDIR=$state/ipython
+# The token goes to the server through its environment, not its command line, which any
+# local user could read with ps.
 export JUPYTER_PREFER_ENV_PATH=1 JUPYTER_TOKEN=$token
 mkdir -p "$JUPYTER_CONFIG_DIR" "$JUPYTER_DATA_DIR" "$JUPYTER_RUNTIME_DIR" "$IPYTHONDIR"
 
@@ -53,7 +55,6 @@ args=(
   --ServerApp.ip="$ip"
   --ServerApp.port="$port"
   --ServerApp.port_retries=0                 # a taken port is an error, never a silent other URL
-  --IdentityProvider.token="$token"
   --MultiKernelManager.default_kernel_name=containerlab
   --no-browser
   -y                                         # Ctrl-C stops at once, without a y/n prompt

@@ -7,12 +7,17 @@ JupyterLab in a browser would, stops it as Ctrl-C would, and checks nothing is l
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -119,13 +124,20 @@ def _stop(lab: Lab) -> None:
             continue
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
+@contextlib.contextmanager
+def _running_lab(
+    args: list[str], tmp: Path, env: dict[str, str], user: int | None = None
+) -> Iterator[Lab]:
+    """lab.sh started in its own process group; stopped, and nothing of it left, on exit."""
     port, token = _free_port(), uuid.uuid4().hex
-    state = tmp_path / "lab-state"
-    log = tmp_path / "lab.log"
+    state = tmp / "lab-state"
+    state.mkdir()
+    if user is not None:
+        os.chown(state, user, user)
+    log = tmp / "lab.log"
     env = {
         **os.environ,
+        **env,
         "LAB_PORT": str(port),
         "LAB_IP": "127.0.0.1",
         "JUPYTER_TOKEN": token,
@@ -134,12 +146,15 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     _set_subreaper(True)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            ["bash", str(LAB_SH)],
+            ["bash", str(LAB_SH), *args],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopped as a whole, like Ctrl-C
+            user=user,
+            group=user,
+            extra_groups=[] if user is not None else None,
         )
     the_lab = Lab(f"http://127.0.0.1:{port}", token, proc, state)
     try:
@@ -147,6 +162,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         yield the_lab
     finally:
         _stop(the_lab)
+        print(log.read_text())  # pytest shows it when the test fails
         # Anything left (a kernel in its own session, named by its connection file in the
         # state dir) is killed and reaped, so a failure cannot leak into later tests.
         left = _processes_of(str(state), proc.pid)
@@ -162,6 +178,13 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         assert not left, f"the stopped lab left processes behind: {left}\n{log.read_text()}"
         with socket.socket() as s:
             assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    """The README's lab command, as root."""
+    with _running_lab([], tmp_path, {}) as the_lab:
+        yield the_lab
 
 
 def _run_in_kernel(lab: Lab, kernel_id: str, code: str, timeout: float = 60) -> str:
@@ -248,3 +271,118 @@ def test_lab_serves_notebooks_with_a_root_kernel(lab: Lab) -> None:
         r = requests.delete(url, headers=lab.headers, timeout=30)
         assert r.status_code == 204
     assert lab.get("/api/kernels").json() == []
+
+
+# The Vagrant VM's shape, on this machine: setup.sh --lab-user makes a sudo kernelspec and
+# a sudoers rule, and the server runs as that unprivileged user (no --allow-root) while its
+# kernels run as root. It runs in a throwaway venv that borrows the shared venv's packages
+# (no download; the shared venv's kernelspec is never touched), for a throwaway user; the
+# user, the sudoers file and the /usr/local/bin link are restored however the test ends.
+SUDOERS = Path("/etc/sudoers.d/containerlab-lab")
+CLI_LINK = Path("/usr/local/bin/containerlab")
+ACCOUNTS = ("passwd", "shadow", "group", "gshadow")
+ACCOUNT_FILES = [Path(f"/etc/{n}{b}") for n in ACCOUNTS for b in ("", "-")]
+
+
+@contextlib.contextmanager
+def _throwaway_user() -> Iterator[tuple[str, int]]:
+    name = f"clablab{uuid.uuid4().hex[:6]}"
+    saved = {p: p.read_bytes() for p in ACCOUNT_FILES if p.exists()}
+    subprocess.run(
+        [
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--no-log-init",
+            "--user-group",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ],
+        check=True,
+    )
+    try:
+        yield name, pwd.getpwnam(name).pw_uid
+    finally:
+        subprocess.run(["userdel", name], check=True)
+        # userdel puts the account back; the "-" backups it rewrote get their old bytes.
+        for p, data in saved.items():
+            if p.read_bytes() != data:
+                p.write_bytes(data)
+
+
+def _borrowing_venv(at: Path) -> Path:
+    """A venv whose packages are the shared venv's, with setup.sh's install step marked done."""
+    shared = Path(sys.prefix)
+    # From the interpreter setup.sh uses, as the shared venv is.
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", at], check=True)
+    site_dir = next((at / "lib").glob("python3*/site-packages"))
+    shared_site = next((shared / "lib").glob("python3*/site-packages"))
+    (site_dir / "_containerlab_shared.pth").write_text(
+        f"import site; site.addsitedir({str(shared_site)!r})\n"
+    )
+    script = (shared / "bin" / "jupyter-lab").read_text().split("\n", 1)[1]
+    (at / "bin" / "jupyter-lab").write_text(f"#!{at}/bin/python\n{script}")
+    (at / "bin" / "jupyter-lab").chmod(0o755)
+    (at / "bin" / "containerlab").symlink_to(shared / "bin" / "containerlab")
+    # JupyterLab's built assets and extensions live under the venv's prefix.
+    (at / "share" / "jupyter").mkdir(parents=True)
+    for d in ("lab", "labextensions"):
+        (at / "share" / "jupyter" / d).symlink_to(shared / "share" / "jupyter" / d)
+    (at / ".containerlab-installed").touch()  # newer than pyproject.toml: no pip install
+    return at
+
+
+# Until setup.sh's sudoers file keeps JPY_PARENT_PID (`Defaults:USER env_keep +=
+# "JPY_PARENT_PID"`), sudo refuses the kernelspec's --preserve-env and no kernel starts
+# (verified: with that line the test passes). Strict: remove this mark with the fix.
+@pytest.mark.xfail(strict=True, reason="setup.sh: sudoers lacks env_keep JPY_PARENT_PID")
+@pytest.mark.skipif(shutil.which("sudo") is None, reason="needs sudo")
+@pytest.mark.skipif(SUDOERS.exists(), reason=f"{SUDOERS} exists: not overwriting it")
+def test_lab_as_a_user_with_sudo_kernels(tmp_path: Path) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="clab-lab-"))  # pytest's tmp is 0700: the user needs in
+    tmp.chmod(0o755)
+    link = os.readlink(CLI_LINK) if CLI_LINK.is_symlink() else None
+    try:
+        with _throwaway_user() as (name, uid):
+            venv = _borrowing_venv(tmp / "venv")
+            env = {"CONTAINERLAB_VENV": str(venv)}
+            try:
+                subprocess.run(
+                    ["bash", str(REPO / "scripts" / "setup.sh"), "--lab-user", name],
+                    env={**os.environ, **env},
+                    check=True,
+                    capture_output=True,
+                )
+            finally:
+                if link is not None:  # setup.sh points the CLI at its venv: put it back
+                    CLI_LINK.unlink()
+                    CLI_LINK.symlink_to(link)
+            spec = json.loads((venv / "share/jupyter/kernels/containerlab/kernel.json").read_text())
+            assert spec["argv"][:2] == ["sudo", "-n"]
+            try:
+                with _running_lab(["--no-setup"], tmp, env, user=uid) as lab:
+                    assert os.stat(f"/proc/{lab.proc.pid}").st_uid == uid  # not root
+                    url = f"{lab.url}/api/kernels"
+                    r = requests.post(url, headers=lab.headers, json={}, timeout=30)
+                    r.raise_for_status()
+                    kernel_id = r.json()["id"]
+                    try:
+                        code = "import os; print(os.getuid())"
+                        assert _run_in_kernel(lab, kernel_id, code).strip() == "0"
+                    finally:
+                        url = f"{lab.url}/api/kernels/{kernel_id}"
+                        r = requests.delete(url, headers=lab.headers, timeout=30)
+                        assert r.status_code == 204
+            finally:
+                SUDOERS.unlink(missing_ok=True)
+            assert not [p for p in os.listdir("/proc") if p.isdigit() and _owned_by(p, uid)]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _owned_by(pid: str, uid: int) -> bool:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid == uid
+    except OSError:
+        return False
