@@ -82,14 +82,26 @@ ln -sf "$venv/bin/containerlab" /usr/local/bin/containerlab
 # create namespaces and mounts. A root server starts it directly; a server run as a normal
 # user (the Vagrant VM) starts it through passwordless sudo for that one command.
 kdir="$venv/share/jupyter/kernels/containerlab"
+# Remember the lab user: running setup again without --lab-user (the test command does)
+# must not turn a VM's sudo kernel back into a direct one its non-root server cannot use.
+if [ -z "$lab_user" ] && [ -f "$venv/.containerlab-lab-user" ]; then
+  lab_user=$(cat "$venv/.containerlab-lab-user")
+fi
 mkdir -p "$kdir"
 if [ -n "$lab_user" ]; then
   id "$lab_user" >/dev/null 2>&1 || { echo "setup.sh: no user '$lab_user'" >&2; exit 1; }
   argv="[\"sudo\", \"-n\", \"--preserve-env=JPY_PARENT_PID\", \"$venv/bin/python\", \"-m\", \"ipykernel_launcher\", \"-f\", \"{connection_file}\"]"
-  printf '%s ALL=(root) NOPASSWD: %s -m ipykernel_launcher *\n' "$lab_user" "$venv/bin/python" \
-    > /etc/sudoers.d/containerlab-lab
-  chmod 0440 /etc/sudoers.d/containerlab-lab
-  visudo -cf /etc/sudoers.d/containerlab-lab >/dev/null
+  # env_keep: the kernel gets JPY_PARENT_PID (sudo refuses --preserve-env without it), so it
+  # exits with its server instead of being orphaned. Checked before it goes in place: a
+  # broken file in /etc/sudoers.d would disable sudo for the whole machine.
+  rule=$(mktemp)
+  { printf 'Defaults:%s env_keep += "JPY_PARENT_PID"\n' "$lab_user"
+    printf '%s ALL=(root) NOPASSWD: %s -m ipykernel_launcher *\n' "$lab_user" "$venv/bin/python"
+  } > "$rule"
+  chmod 0440 "$rule"
+  visudo -cf "$rule" >/dev/null || { rm -f "$rule"; echo "setup.sh: bad sudoers rule" >&2; exit 1; }
+  mv "$rule" /etc/sudoers.d/containerlab-lab
+  echo "$lab_user" > "$venv/.containerlab-lab-user"
 else
   argv="[\"$venv/bin/python\", \"-m\", \"ipykernel_launcher\", \"-f\", \"{connection_file}\"]"
 fi

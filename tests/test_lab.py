@@ -333,10 +333,6 @@ def _borrowing_venv(at: Path) -> Path:
     return at
 
 
-# Until setup.sh's sudoers file keeps JPY_PARENT_PID (`Defaults:USER env_keep +=
-# "JPY_PARENT_PID"`), sudo refuses the kernelspec's --preserve-env and no kernel starts
-# (verified: with that line the test passes). Strict: remove this mark with the fix.
-@pytest.mark.xfail(strict=True, reason="setup.sh: sudoers lacks env_keep JPY_PARENT_PID")
 @pytest.mark.skipif(shutil.which("sudo") is None, reason="needs sudo")
 @pytest.mark.skipif(SUDOERS.exists(), reason=f"{SUDOERS} exists: not overwriting it")
 def test_lab_as_a_user_with_sudo_kernels(tmp_path: Path) -> None:
