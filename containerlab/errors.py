@@ -29,7 +29,7 @@ class RootfsError(ContainerlabError):
 
 
 class ImageNotFoundError(ContainerlabError):
-    """The image named by the user does not exist."""
+    """The image named by the user does not exist (locally, or in the registry)."""
 
 
 class CommandNotFoundError(ContainerlabError):
@@ -46,3 +46,19 @@ class CommandNotExecutableError(ContainerlabError):
 
 class ContainerError(ContainerlabError):
     """A container could not be created, started or cleaned up."""
+
+
+class LayerError(ContainerlabError):
+    """A layer (overlay mount, layer tar, whiteout) is malformed or hostile."""
+
+
+class ImageError(ContainerlabError):
+    """An image, manifest, config or blob is malformed or inconsistent."""
+
+
+class DigestMismatchError(ImageError):
+    """Content does not hash to the digest that names it."""
+
+
+class RegistryError(ContainerlabError):
+    """A registry refused a request or answered something we cannot use."""
