@@ -41,6 +41,10 @@ packages=(
   sudo             # the lab's kernels run as root through sudo when the server does not
   curl             # health checks of the lab server
   git
+  # images (notebooks 03-04 and their tests): real peers to check containerlab against
+  docker-registry  # the distribution registry, started on 127.0.0.1 by tests and notebooks
+  skopeo           # copies images between registries, OCI layouts and docker archives
+  umoci            # unpacks OCI images: proves our layouts are standard
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -51,6 +55,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The docker-registry package starts a registry on every interface (with htpasswd): the
+  # tests and notebooks start their own on 127.0.0.1 instead, so the service stays off.
+  if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
 else
   say "system packages present"
 fi
