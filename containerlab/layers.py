@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
+import re
 import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -102,29 +103,23 @@ def _split_unescaped(text: str, sep: str) -> list[str]:
     return out
 
 
+def _octal_unescape(text: str) -> str:
+    # mountinfo shows space, tab, newline, backslash and comma as octal escapes (\040...).
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+
+
 def _unescape(text: str) -> str:
-    # mountinfo escapes with octal (\040); overlayfs options with a backslash (\:).
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and len(text[i + 1 : i + 4]) == 3 and text[i + 1 : i + 4].isdigit():
-            out.append(chr(int(text[i + 1 : i + 4], 8)))
-            i += 4
-        elif text[i] == "\\" and i + 1 < len(text):
-            out.append(text[i + 1])
-            i += 2
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
+    # overlayfs's own escapes: a backslash before ':', ',' or another backslash.
+    return re.sub(r"\\(.)", r"\1", text)
 
 
 def parse_overlay_options(super_options: str) -> OverlayDirs:
     """The lower, upper and work dirs of an overlay mount, from its options (the last field
     of its ``/proc/PID/mountinfo`` line, ``rootfs.Mount.super_options``)."""
     fields: dict[str, str] = {}
-    for opt in _split_unescaped(super_options, ","):
+    for opt in super_options.split(","):  # a comma in a path is shown as \054
         key, _, value = opt.partition("=")
-        fields[key] = value
+        fields[key] = _octal_unescape(value)
     if "lowerdir" not in fields:
         raise LayerError(f"not the options of an overlay mount (no lowerdir=): {super_options!r}")
     lowers = [_unescape(p) for p in _split_unescaped(fields["lowerdir"], ":")]
@@ -181,7 +176,7 @@ def _diagnose(
     up_id, up_point, up_type = _mount_of(upper)
     if up_type in ("overlay", "nfs", "nfs4", "9p", "vboxsf", "fuse", "virtiofs", "cifs"):
         return (
-            f"upper dir '{upper}' is on a {up_type} filesystem (mounted at {up_point}), which "
+            f"upper dir '{upper}' is on a filesystem of type {up_type} (at {up_point}), which "
             "cannot be an overlay's upper dir (it needs xattrs, whiteouts and O_TMPFILE); "
             "put the upper and work dirs on the machine's own disk or a tmpfs"
         )
