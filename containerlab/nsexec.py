@@ -147,13 +147,16 @@ def _child(config: dict, sock: socket.socket) -> None:
             syscalls.mount(
                 "proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC
             )
+        env = config.get("env")
+        env = dict(os.environ) if env is None else dict(env)
         hook = config.get("setup")
         if hook:
             module, _, function = hook["entry"].partition(":")
-            getattr(importlib.import_module(module), function)(hook.get("payload", {}))
+            # The hook may return environment defaults it learned inside (HOME of the user).
+            found = getattr(importlib.import_module(module), function)(hook.get("payload", {}))
+            for key, value in (found or {}).items():
+                env.setdefault(key, value)
         argv = config["argv"]
-        env = config.get("env")
-        env = dict(os.environ) if env is None else dict(env)
         code = EXIT_NOT_FOUND
         try:
             os.execvpe(argv[0], argv, env)
