@@ -27,18 +27,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Any, BinaryIO, Literal
 
-from containerlab import syscalls
+from containerlab import layertar, syscalls
 from containerlab.errors import LayerError
 
-if TYPE_CHECKING:  # layertar is imported where used: it is only needed to write tars
-    from containerlab.layertar import LayerDigests
+# One definition of what overlayfs stores, shared with the layer tars (layertar turns them
+# into the OCI spelling, ``.wh.NAME`` and ``.wh..wh..opq``, and back).
+from containerlab.layertar import OPAQUE_XATTR, LayerDigests
 
 PathLike = str | os.PathLike[str]
-
-#: The xattr overlayfs sets on a directory of an upper layer that hides the lower ones.
-OPAQUE_XATTR = "trusted.overlay.opaque"
 
 #: The most lower dirs one overlay mount may stack (``OVL_MAX_STACK`` in the kernel).
 MAX_LOWERS = 500
@@ -270,8 +268,11 @@ def overlay(
 
 
 # --- whiteouts and opaque directories ------------------------------------------------------------
-def _is_whiteout_stat(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+#: Whether a path is an overlayfs whiteout: a character device 0/0 (never follows links).
+is_whiteout = layertar.is_overlay_whiteout
+
+#: Whether a path is a directory marked opaque (``trusted.overlay.opaque=y``).
+is_opaque = layertar.is_overlay_opaque
 
 
 def make_whiteout(path: PathLike) -> None:
@@ -284,14 +285,6 @@ def make_whiteout(path: PathLike) -> None:
         raise syscalls.SyscallError("mknod", e.errno or 0, p, "whiteout") from None
 
 
-def is_whiteout(path: PathLike) -> bool:
-    """Whether ``path`` is an overlayfs whiteout (a character device 0/0); never follows links."""
-    try:
-        return _is_whiteout_stat(os.lstat(path))
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-
-
 def make_opaque(path: PathLike) -> None:
     """Mark a directory of an upper layer opaque: the lower dirs of the same path are hidden."""
     p = os.fspath(path)
@@ -302,14 +295,6 @@ def make_opaque(path: PathLike) -> None:
         os.setxattr(p, OPAQUE_XATTR, b"y", follow_symlinks=False)
     except OSError as e:
         raise syscalls.SyscallError("setxattr", e.errno or 0, p, OPAQUE_XATTR) from None
-
-
-def is_opaque(path: PathLike) -> bool:
-    """Whether ``path`` is a directory marked opaque (``trusted.overlay.opaque=y``)."""
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:  # ENODATA (no such xattr), ENOTSUP, ENOENT...
-        return False
 
 
 # --- where a path comes from ---------------------------------------------------------------------
@@ -335,7 +320,7 @@ def _resolve(path: str, layers: Sequence[PathLike]) -> tuple[list[int], bool]:
                 st = os.lstat(p)
             except (FileNotFoundError, NotADirectoryError):
                 continue
-            if _is_whiteout_stat(st):
+            if is_whiteout(p):
                 break  # deleted here: hides every layer below
             if not stat.S_ISDIR(st.st_mode):
                 if not found:  # the top-most non-directory wins and hides the rest
@@ -416,7 +401,7 @@ class Entry:
 
 
 def _kind(full: str, st: os.stat_result) -> EntryKind:
-    if _is_whiteout_stat(st):
+    if is_whiteout(full):
         return "whiteout"
     if stat.S_ISDIR(st.st_mode):
         return "opaque" if is_opaque(full) else "dir"
@@ -474,7 +459,7 @@ def diff(upper: PathLike, lowers: Sequence[PathLike]) -> list[Change]:
         raise LayerError(f"upper dir '{up}' does not exist")
     out: list[Change] = []
     for rel, st in _walk(up):
-        if _is_whiteout_stat(st):
+        if is_whiteout(up + rel):
             if layer_of(rel, lowers) is not None:
                 out.append(Change("D", rel))
             continue
@@ -486,10 +471,14 @@ def diff(upper: PathLike, lowers: Sequence[PathLike]) -> list[Change]:
     return sorted(out, key=lambda c: (c.path, c.kind))
 
 
-def diff_tar(upper: PathLike, out: PathLike, **kw: object) -> LayerDigests:
+def diff_tar(upper: PathLike, out: PathLike | BinaryIO, **kw: Any) -> LayerDigests:
     """The upper dir as an OCI layer tar: whiteouts become ``.wh.NAME`` entries and opaque
-    directories ``.wh..wh..opq`` (what ``docker commit`` stores). ``kw``: ``gzip``, ``mtime``
-    (see ``layertar.create_layer``)."""
-    from containerlab import layertar
+    directories get a ``.wh..wh..opq`` one (what ``docker commit`` stores).
 
-    return layertar.create_layer(upper, out, overlay_whiteouts=True, **kw)  # type: ignore[arg-type]
+    ``out`` is a path or a binary stream; ``kw`` goes to ``layertar.create_layer`` (``gzip``,
+    ``mtime``). Returns the layer's ``diff_id``, ``digest`` and ``size``.
+    """
+    if isinstance(out, (str, os.PathLike)):
+        with open(out, "wb") as f:
+            return layertar.create_layer(upper, f, overlay_whiteouts=True, **kw)
+    return layertar.create_layer(upper, out, overlay_whiteouts=True, **kw)

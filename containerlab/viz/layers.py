@@ -74,7 +74,7 @@ def layer_stack(
     held = {(e.layer, e.path): e.kind for e in entries}
 
     width = max(6.0, 1.15 * len(cols) + 2.2)
-    fig, ax = plt.subplots(figsize=(width, 0.75 * (n + 1) + 1.9))
+    fig, ax = plt.subplots(figsize=(width, 0.75 * (n + 1) + 1.5))
     merged_y = n + 0.35
     ax.set_xlim(-2.1, len(cols))
     ax.set_ylim(-0.6, merged_y + 1.1)
