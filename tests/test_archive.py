@@ -119,7 +119,8 @@ def run(*cmd: str) -> str:
 # --- OCI image layout --------------------------------------------------------------------------
 def test_oci_layout_round_trip(store: Store, tmp_path: Path) -> None:
     layout = tmp_path / "layout"
-    digests = archive.save_oci_layout(store, ["example.com/team/app:1.0", "busybox"], layout)
+    refs = ["example.com/team/app:1.0", "busybox", "busybox:latest"]
+    digests = archive.save_oci_layout(store, refs, layout)[:2]
     assert json.loads((layout / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
     index = json.loads((layout / "index.json").read_text())
     names = [m["annotations"] for m in index["manifests"]]
@@ -325,6 +326,47 @@ def test_docker25_archive_keeps_the_manifest(tmp_path: Path) -> None:
     fresh = Store(tmp_path / "fresh")
     assert archive.load_docker_archive(fresh, out) == [digest]
     assert fresh.tags() == {"docker.io/library/app:2": digest}
+
+
+def test_big_multi_member_gzip_layer(tmp_path: Path) -> None:
+    """A layer in two gzip members (valid gzip), larger than a read chunk, zero-padded."""
+    plain = layer_tar({"big/zeros": bytes(5 << 20), "big/text": b"abc" * 300_000}, dirs=("big",))
+    blob = gz(plain[: len(plain) // 3]) + gz(plain[len(plain) // 3 :]) + bytes(512)
+    config = oci.dumps(
+        {
+            "os": "linux",
+            "architecture": "amd64",
+            "rootfs": {"type": "layers", "diff_ids": [sha(plain)]},
+        }
+    )
+    manifest = [{"Config": "c.json", "RepoTags": ["big:1"], "Layers": ["l.tar.gz"]}]
+    src = _archive(
+        {"c.json": config, "l.tar.gz": blob, "manifest.json": json.dumps(manifest).encode()}
+    )
+    s = Store(tmp_path / "store")
+    [digest] = archive.load_docker_archive(s, io.BytesIO(src))
+    image = s.image("big:1")
+    assert image.layers[0] == {
+        "mediaType": oci.OCI_LAYER_GZIP,
+        "digest": sha(blob),
+        "size": len(blob),
+    }
+    out = io.BytesIO()
+    archive.export_rootfs(s, "big:1", out)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        assert tar.getmember("big/zeros").size == 5 << 20
+    # The same blob cut short is refused.
+    before = snapshot(s)
+    cut = _archive(
+        {
+            "c.json": config,
+            "l.tar.gz": blob[: len(blob) // 2],
+            "manifest.json": json.dumps(manifest).encode(),
+        }
+    )
+    with pytest.raises(ImageError, match="truncated gzip"):
+        archive.load_docker_archive(s, io.BytesIO(cut))
+    assert snapshot(s) == before and digest in s.all_blobs()
 
 
 def _archive(members: dict[str, bytes | tuple[str, str]]) -> bytes:

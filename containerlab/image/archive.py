@@ -90,10 +90,10 @@ class _DiffIdHasher:
         if self.compression == "none":
             self._hash.update(data)
             return
-        while data:
+        while True:
             if self._z is None:
-                if self._members and not data.strip(b"\0"):
-                    return  # zero padding after the last member, as gzip(1) allows
+                if not data or (self._members and not data.strip(b"\0")):
+                    return  # (zero padding after the last member is allowed, as by gzip(1))
                 self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 self._members += 1
             try:
@@ -101,16 +101,12 @@ class _DiffIdHasher:
             except zlib.error as e:
                 raise ImageError(f"layer is not valid gzip: {e}") from None
             self._hash.update(out)
-            if self._z.eof:
+            if self._z.eof:  # one member done; another may follow (concatenated gzip)
                 data, self._z = self._z.unused_data, None
-            elif self._z.unconsumed_tail:
-                data = self._z.unconsumed_tail
-            elif len(out) == _CHUNK:
-                data = b""
-                while len(out := self._z.decompress(b"", _CHUNK)):  # output zlib still holds
-                    self._hash.update(out)
-            else:
-                data = b""
+                continue
+            data = self._z.unconsumed_tail
+            if not data and len(out) < _CHUNK:
+                return  # a full chunk out may mean zlib holds more: go round again
 
     def finish(self) -> tuple[str, bool]:
         """``(diff_id, gzipped)``."""
@@ -265,7 +261,8 @@ def save_oci_layout(store: Store, refs: list[str], dest_dir: PathLike) -> list[s
         }
         if tag is not None:
             entry["annotations"] = {oci.REF_NAME: tag.tag, CONTAINERD_NAME: str(tag)}
-        entries.append(entry)
+        if entry not in entries:  # "busybox" and "busybox:latest" are one entry
+            entries.append(entry)
     index["manifests"] = [
         m for m in index["manifests"] if not any(_same_name(m, e) for e in entries)
     ] + entries
