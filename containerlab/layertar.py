@@ -187,29 +187,28 @@ def _refuse(name: str, why: str) -> LayerError:
     return LayerError(f"layer entry {_show(name)} {why}; refusing the layer")
 
 
-def _parts(name: str, what: str = "layer entry") -> tuple[str, ...]:
-    """The components of a member name, relative to the layer root, or a LayerError."""
+def _parts(name: str, label: str | None = None) -> tuple[str, ...]:
+    """The components of a member name, relative to the layer root, or a LayerError.
+
+    ``label`` names what is checked in messages (default: ``layer entry 'NAME'``).
+    """
+    label = label or f"layer entry {_show(name)}"
+
+    def refuse(why: str) -> LayerError:
+        return LayerError(f"{label} {why}; refusing the layer")
+
     if "\0" in name:
-        raise LayerError(f"{what} {_show(name)} contains a NUL byte; refusing the layer")
+        raise refuse("contains a NUL byte")
     if name.startswith("/"):
         # Docker strips the slash; we refuse: no layer-making tool writes one.
-        raise LayerError(
-            f"{what} {_show(name)} is an absolute path (layers hold paths relative to the "
-            "root); refusing the layer"
-        )
+        raise refuse("is an absolute path (layers hold paths relative to the root)")
     if len(os.fsencode(name)) > _PATH_MAX:
-        raise LayerError(
-            f"{what} {_show(name)} is longer than {_PATH_MAX} bytes; refusing the layer"
-        )
+        raise refuse(f"is longer than {_PATH_MAX} bytes")
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
     if ".." in parts:
-        raise LayerError(f"{what} {_show(name)} escapes the layer root ('..'); refusing the layer")
-    for p in parts:
-        if len(os.fsencode(p)) > _NAME_MAX:
-            raise LayerError(
-                f"{what} {_show(name)} has a component longer than {_NAME_MAX} bytes; "
-                "refusing the layer"
-            )
+        raise refuse("escapes the layer root ('..')")
+    if any(len(os.fsencode(p)) > _NAME_MAX for p in parts):
+        raise refuse(f"has a component longer than {_NAME_MAX} bytes")
     return parts
 
 
@@ -515,7 +514,9 @@ class _Extractor:
             os.close(fd)
 
     def _hardlink(self, parts: tuple[str, ...], path: str, m: tarfile.TarInfo) -> None:
-        tparts = _parts(m.linkname, what=f"hardlink target of {_show(m.name)}:")
+        tparts = _parts(
+            m.linkname, f"hardlink target {_show(m.linkname)} of layer entry {_show(m.name)}"
+        )
         tpath = "/".join(tparts)
         if tpath not in self.linkable:
             raise _refuse(
