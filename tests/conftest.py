@@ -35,3 +35,108 @@ def shared_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def host_hostname() -> str:
     return os.uname().nodename
+
+
+# --- a real distribution registry on 127.0.0.1 ----------------------------------------------
+REGISTRY_BIN = "/usr/bin/docker-registry"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _registry_answers(addr: str) -> bool:
+    import http.client
+
+    conn = http.client.HTTPConnection(addr, timeout=1)
+    try:
+        conn.request("GET", "/v2/")
+        return conn.getresponse().status in (200, 401)
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def start_registry(workdir: Path, htpasswd: Path | None = None):
+    """Start ``docker-registry serve`` on a free 127.0.0.1 port; returns (process, "host:port").
+
+    Its own config: the packaged one listens on every interface and turns on htpasswd.
+    The caller must ``stop_registry`` it (PID 1 here does not reap).
+    """
+    import subprocess
+    import time
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):  # the free port can be taken between probe and bind: try another
+        addr = f"127.0.0.1:{_free_port()}"
+        auth = (
+            f"auth:\n  htpasswd:\n    realm: clab-test\n    path: {htpasswd}\n" if htpasswd else ""
+        )
+        config = workdir / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: info\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n"
+            "  delete:\n    enabled: true\n"
+            f"http:\n  addr: {addr}\n" + auth
+        )
+        with open(workdir / "registry.log", "ab") as log:
+            proc = subprocess.Popen(
+                [REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _registry_answers(addr):
+                return proc, addr
+            time.sleep(0.05)
+        stop_registry(proc)
+    tail = (workdir / "registry.log").read_text(errors="replace")[-2000:]
+    pytest.fail(f"docker-registry did not start; its log ends with:\n{tail}")
+
+
+def stop_registry(proc) -> None:
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.wait()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory):
+    """A real distribution registry for the whole session: yields ``"127.0.0.1:PORT"``."""
+    if not os.path.exists(REGISTRY_BIN):
+        pytest.skip("docker-registry is not installed (scripts/setup.sh installs it)")
+    proc, addr = start_registry(tmp_path_factory.mktemp("registry"))
+    try:
+        yield addr
+    finally:
+        stop_registry(proc)
+
+
+@pytest.fixture
+def registry_factory(tmp_path: Path):
+    """Start extra registries for one test (``start(htpasswd=path)`` for basic auth)."""
+    if not os.path.exists(REGISTRY_BIN):
+        pytest.skip("docker-registry is not installed (scripts/setup.sh installs it)")
+    procs = []
+
+    def start(htpasswd: Path | None = None) -> str:
+        proc, addr = start_registry(tmp_path / f"registry-{len(procs)}", htpasswd)
+        procs.append(proc)
+        return addr
+
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            stop_registry(proc)
