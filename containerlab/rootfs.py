@@ -13,16 +13,13 @@ links that make it hundreds of commands). Three steps turn that directory into a
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from containerlab import paths, syscalls
-from containerlab.errors import ImageNotFoundError, RootfsError
+from containerlab import syscalls
+from containerlab.errors import RootfsError
 
 # shutil, subprocess, tempfile and json are imported where used: the container init imports
 # this module on every start, and needs none of them.
@@ -75,9 +72,6 @@ DEV_LINKS = (
     ("ptmx", "pts/ptmx"),
     ("core", "/proc/kcore"),
 )
-
-#: The only image that exists before the image store: a rootfs made from busybox-static.
-BASE_IMAGE = "busybox"
 
 # Fixed timestamps make the base rootfs byte-for-byte the same on every machine.
 _EPOCH = 0
@@ -177,43 +171,6 @@ def build_busybox_rootfs(dest: str | os.PathLike[str]) -> Path:
             os.utime(os.path.join(root, name), (_EPOCH, _EPOCH), follow_symlinks=False)
     os.utime(dest, (_EPOCH, _EPOCH))
     return dest
-
-
-@contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
-
-
-def base_rootfs(image: str = BASE_IMAGE) -> Path:
-    """The unpacked root filesystem of ``image``, built on first use.
-
-    Until the image store exists, ``busybox`` is the only image. Building goes to a
-    temporary directory renamed into place under a lock, so two concurrent first runs
-    never see half a tree.
-    """
-    import shutil
-
-    name = image.removeprefix("docker.io/library/").removesuffix(":latest")
-    if name != BASE_IMAGE:
-        raise ImageNotFoundError(
-            f"image '{image}' not found; the only image so far is '{BASE_IMAGE}' "
-            "(built offline from busybox-static)"
-        )
-    root = paths.state_root() / "rootfs"
-    final = root / BASE_IMAGE
-    if (final / "bin/busybox").exists():
-        return final
-    with _locked(root / f".{BASE_IMAGE}.lock"):
-        if (final / "bin/busybox").exists():
-            return final
-        tmp = root / f".{BASE_IMAGE}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        build_busybox_rootfs(tmp)
-        os.rename(tmp, final)
-    return final
 
 
 # --- mount steps (run inside the container's new mount namespace) -----------------------------

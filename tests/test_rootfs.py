@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from containerlab import rootfs
-from containerlab.errors import ImageNotFoundError, RootfsError
+from containerlab.errors import RootfsError
 
 
 def _tree_digest(root: Path) -> str:
@@ -44,20 +44,6 @@ def test_busybox_rootfs_has_a_shell_and_applets(shared_rootfs):
 def test_busybox_rootfs_is_deterministic(tmp_path, shared_rootfs):
     again = rootfs.build_busybox_rootfs(tmp_path / "again")
     assert _tree_digest(again) == _tree_digest(shared_rootfs)
-
-
-def test_base_rootfs_is_built_once_under_the_state_root(clab_root):
-    first = rootfs.base_rootfs("busybox")
-    assert first == clab_root / "rootfs" / "busybox"
-    inode = (first / "bin/busybox").stat().st_ino
-    assert rootfs.base_rootfs("docker.io/library/busybox:latest") == first
-    assert (first / "bin/busybox").stat().st_ino == inode  # not rebuilt
-
-
-def test_unknown_image_is_a_clear_error(clab_root):
-    with pytest.raises(ImageNotFoundError, match="image 'busybx' not found"):
-        rootfs.base_rootfs("busybx")
-    assert not (clab_root / "rootfs").exists()  # nothing was created
 
 
 def test_chroot_breakout_escapes(shared_rootfs):

@@ -12,6 +12,7 @@ import pytest
 
 from containerlab import rootfs
 from containerlab.errors import CommandNotFoundError
+from containerlab.image.store import Store
 from containerlab.runtime import container
 from containerlab.runtime.spec import ContainerSpec
 
@@ -50,7 +51,7 @@ def test_command_not_executable_is_126():
 def test_unknown_image_is_125_and_changes_nothing(clab_root):
     res = clab("run", "--rm", "busybx", "true")
     assert res.returncode == 125
-    assert "image 'busybx' not found" in res.stderr
+    assert "image 'busybx:latest' not found" in res.stderr
     assert not (clab_root / "run").exists()
 
 
@@ -153,7 +154,8 @@ def test_masked_paths_can_be_turned_off_to_show_why():
 def test_writes_go_to_the_container_not_the_image(clab_root):
     res = clab("run", "--rm", "busybox", "sh", "-c", "echo changed > /etc/hostname; rm /bin/ls")
     assert res.returncode == 0
-    base = rootfs.base_rootfs()
+    store = Store()
+    (base,) = store.layer_dirs(store.image("busybox"))
     assert (base / "etc/hostname").read_text() == "containerlab\n"
     assert (base / "bin/ls").is_symlink()
 

@@ -49,9 +49,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     spec = ContainerSpec(
         image=args.image,
-        argv=tuple(args.command) or ("sh",),
+        argv=tuple(args.command),  # empty: the image's Cmd
+        entrypoint=None if args.entrypoint is None else tuple(args.entrypoint.split()),
         env=_parse_env(args.env, args.env_file),
-        workdir=args.workdir or "/",
+        workdir=args.workdir,
+        user=args.user,
         hostname=args.hostname,
         name=args.name,
     )

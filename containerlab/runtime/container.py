@@ -10,6 +10,7 @@ under the run root, which holds the overlay's upper and work dirs and is removed
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -17,8 +18,11 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from containerlab import host, namespaces, paths, rootfs
-from containerlab.errors import ContainerError, KernelFeatureError, NotRootError
+from containerlab import host, namespaces, paths
+from containerlab.errors import ContainerError, ImageNotFoundError, KernelFeatureError, NotRootError
+from containerlab.image import base
+from containerlab.image.reference import parse
+from containerlab.image.store import Image, Store
 from containerlab.runtime.spec import DEFAULT_PATH, ContainerSpec
 
 #: Where the launcher finds the init steps to run inside the container.
@@ -38,9 +42,41 @@ def preflight(filesystems_text: str | None = None) -> None:
         raise KernelFeatureError("the kernel has no overlayfs; load it with `modprobe overlay`")
 
 
-def default_env(spec: ContainerSpec, hostname: str) -> dict[str, str]:
-    """The environment Docker gives a container, then the user's ``-e`` on top."""
-    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": "/root"}
+def image_for(store: Store, ref: str) -> Image:
+    """The image to run; the offline busybox base image is built on first use."""
+    try:
+        return store.image(ref)
+    except ImageNotFoundError:
+        if parse(ref) != parse(base.BASE_REF):
+            raise
+    base.ensure_base_image(store)
+    return store.image(ref)
+
+
+def command_for(spec: ContainerSpec, config: dict) -> list[str]:
+    """Docker's rule: ENTRYPOINT + CMD, where ``run IMAGE ARGS`` replaces CMD and
+    ``--entrypoint`` replaces ENTRYPOINT (and drops the image's CMD)."""
+    if spec.entrypoint is not None:
+        entrypoint, cmd = list(spec.entrypoint), []
+    else:
+        entrypoint, cmd = list(config.get("Entrypoint") or []), list(config.get("Cmd") or [])
+    if spec.argv:
+        cmd = list(spec.argv)
+    argv = entrypoint + cmd
+    if not argv:
+        raise ContainerError(
+            f"no command specified: image '{spec.image}' has no Cmd or "
+            "Entrypoint; give one after the image name"
+        )
+    return argv
+
+
+def env_for(spec: ContainerSpec, config: dict, hostname: str) -> dict[str, str]:
+    """The image's Env, Docker's defaults for what it leaves out, then the user's ``-e``."""
+    env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname}
+    for item in config.get("Env") or []:
+        key, _, value = item.partition("=")
+        env[key] = value
     env.update(spec.env)
     return env
 
@@ -54,6 +90,7 @@ class Container:
         self.id = cid
         self.dir = directory
         self.process: namespaces.NsProcess | None = None
+        self.resources = contextlib.ExitStack()  # what is released when it is removed
 
     @property
     def pid(self) -> int:
@@ -81,6 +118,7 @@ class Container:
         if self.process is not None:
             self.process.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.resources.close()
 
     def __enter__(self) -> Container:
         return self
@@ -102,20 +140,27 @@ def start(
     nothing is left behind.
     """
     preflight()
-    lower = rootfs.base_rootfs(spec.image)
+    store = Store()
+    image = image_for(store, spec.image)
+    config = image.run_config
+    argv = command_for(spec, config)
     cid = secrets.token_hex(32)
     directory = paths.run_root() / "containers" / cid
     container = Container(spec, cid, directory)
     hostname = spec.hostname or cid[:12]
     try:
+        # The lease keeps `rmi`/`image prune` from removing layers this container uses.
+        container.resources.enter_context(store.lease(cid, image))
+        lowers = store.layer_dirs(image)  # bottom first; unpacked once, shared by all
         for sub in ("upper", "work", "rootfs"):
             (directory / sub).mkdir(parents=True)
         payload = {
-            "lower": [str(lower)],
+            "lower": [str(p) for p in reversed(lowers)],  # overlayfs wants the top first
             "upper": str(directory / "upper"),
             "work": str(directory / "work"),
             "target": str(directory / "rootfs"),
-            "workdir": spec.workdir,
+            "workdir": spec.workdir or config.get("WorkingDir") or "/",
+            "user": spec.user if spec.user is not None else config.get("User") or "",
             "new_net": "net" in spec.namespaces,
             "masks": spec.masked_paths,
         }
@@ -124,9 +169,9 @@ def start(
             hostname=hostname if "uts" in spec.namespaces else None,
         )
         container.process = namespaces.spawn(
-            list(spec.argv),
+            argv,
             ns_spec,
-            env=default_env(spec, hostname),
+            env=env_for(spec, config, hostname),
             setup=(INIT_ENTRY, payload),
             stdin=stdin,
             stdout=stdout,

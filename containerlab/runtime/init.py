@@ -13,6 +13,10 @@ import os
 
 from containerlab import rootfs, syscalls
 
+# Imported here, not where it is used: after pivot_root the host's files, this package
+# included, are out of reach.
+from containerlab.runtime import user
+
 
 def _overlay_options(lower: list[str], upper: str, work: str) -> str:
     # overlayfs lists lower dirs top-most first; ':' and ',' in a path must be escaped.
@@ -22,12 +26,15 @@ def _overlay_options(lower: list[str], upper: str, work: str) -> str:
     return f"lowerdir={':'.join(esc(p) for p in lower)},upperdir={esc(upper)},workdir={esc(work)}"
 
 
-def setup(payload: dict) -> None:
-    """Mount the container's root and pivot into it (the payload comes from the runtime)."""
+def setup(payload: dict) -> dict[str, str]:
+    """Mount the container's root, pivot into it, become its user (payload from the runtime).
+
+    Returns environment defaults learned inside (the user's HOME).
+    """
     rootfs.make_private("/")
     target = payload["target"]
-    # The image read-only below, a fresh writable directory on top: the container may change
-    # anything without touching the image (the next issue turns images into real layers).
+    # The image's layers read-only below (top-most first, as overlayfs wants them), a fresh
+    # writable directory on top: the container changes anything without touching the image.
     syscalls.mount(
         "overlay",
         target,
@@ -39,5 +46,8 @@ def setup(payload: dict) -> None:
         syscalls.set_link_up("lo")  # a new network namespace starts with lo down
     rootfs.setup_root(target, new_net=payload["new_net"], masks=payload["masks"])
     workdir = payload["workdir"]
-    os.makedirs(workdir, exist_ok=True)
+    os.makedirs(workdir, exist_ok=True)  # Docker creates a missing working directory
     os.chdir(workdir)
+    if payload.get("user"):
+        return user.switch(payload["user"])
+    return {"HOME": user.resolve("0")[3]}  # root stays root; HOME from the image's passwd

@@ -13,12 +13,14 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 @dataclass(frozen=True)
 class ContainerSpec:
-    """Everything needed to start one container."""
+    """Everything needed to start one container. Unset fields come from the image's config."""
 
-    image: str  # image name; until the image store exists, only "busybox"
-    argv: tuple[str, ...] = ("sh",)  # the command; it becomes PID 1 of the container
-    env: Mapping[str, str] = field(default_factory=dict)  # added to the defaults (PATH, HOME...)
-    workdir: str = "/"  # the command's working directory, created if missing (as Docker does)
+    image: str  # image reference, e.g. "busybox" or "localhost:5000/app:1"
+    argv: tuple[str, ...] = ()  # the command (replaces the image's Cmd); () = the image's
+    entrypoint: tuple[str, ...] | None = None  # replaces the image's Entrypoint (and its Cmd)
+    env: Mapping[str, str] = field(default_factory=dict)  # on top of the image's Env
+    workdir: str | None = None  # default: the image's WorkingDir, else "/"; created if missing
+    user: str | None = None  # "name|uid[:group|gid]"; default: the image's User, else root
     hostname: str | None = None  # default: the first 12 characters of the container id
     name: str | None = None  # a human name; default: none yet (the state store names them)
     namespaces: frozenset[str] = CONTAINER_KINDS  # which namespace kinds are new
