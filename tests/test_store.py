@@ -220,3 +220,23 @@ def test_concurrent_tagging_loses_nothing(tmp_path):
         p.join(60)
     assert all(p.exitcode == 0 for p in procs)
     assert len(store.tags()) == 1 + 4 * 20
+
+
+def test_gc_spares_blobs_of_a_pull_that_has_not_tagged_yet(tmp_path):
+    store = Store(tmp_path)
+    with store.pending():
+        orphan = store.write_blob(b"layer of a pull in progress")
+        store.gc()  # another process's `image prune`, right now
+        assert store.has_blob(orphan)
+    store.gc()
+    assert not store.has_blob(orphan)  # the pull never tagged it: now it goes
+
+
+def test_a_dead_pending_holder_protects_nothing(tmp_path):
+    store = Store(tmp_path)
+    orphan = store.write_blob(b"left by a killed pull")
+    store.leases.mkdir(parents=True, exist_ok=True)
+    (store.leases / "pending-999999999-dead").write_text("pending 999999999\n")
+    store.gc()
+    assert not store.has_blob(orphan)
+    assert list(store.leases.iterdir()) == []

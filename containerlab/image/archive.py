@@ -23,6 +23,7 @@ files until *everything* has been checked, so a refused archive leaves the store
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import io
@@ -34,15 +35,17 @@ import stat
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from containerlab.errors import DigestMismatchError, ImageError
 from containerlab.image import oci
 from containerlab.image.reference import Reference, parse
 from containerlab.image.store import Image, Store
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # layertar is imported where used (import/export only)
     from containerlab.layertar import LayerDigests
@@ -186,6 +189,18 @@ class _Staging:
         return self.add(io.BytesIO(data), what, expected=expected, size=len(data))
 
 
+def _pending(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run a loader under ``store.pending()``: a concurrent ``image prune`` must not remove
+    the blobs it wrote before it tags them."""
+
+    @functools.wraps(fn)
+    def wrapper(store: Store, *args: Any, **kwargs: Any) -> T:
+        with store.pending():
+            return fn(store, *args, **kwargs)
+
+    return wrapper
+
+
 def _check_layers(config: dict[str, Any], n_layers: int, what: str) -> list[str]:
     diff_ids = list(config["rootfs"]["diff_ids"])
     if len(diff_ids) != n_layers:
@@ -320,6 +335,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+@_pending
 def load_oci_layout(
     store: Store,
     src_dir: PathLike,
@@ -613,6 +629,7 @@ def _add_layer(
     return name
 
 
+@_pending
 def load_docker_archive(store: Store, src: BinaryIO | PathLike) -> list[str]:
     """Load a ``docker save`` tar (classic, or Docker 25+ with an OCI layout inside).
 
@@ -912,6 +929,7 @@ def _run_config(changes: dict[str, Any] | None) -> dict[str, Any]:
     return cfg
 
 
+@_pending
 def import_rootfs(
     store: Store,
     src: BinaryIO | PathLike,

@@ -656,7 +656,11 @@ def pull(
     scheme, r = _reference(ref)
     progress = progress or NullProgress()
     name = f"image '{r.familiar}'"
-    with Client(r.api_host, insecure=insecure, auth=auth, trace=trace, scheme=scheme) as c:
+    # pending: a concurrent `image prune` must not remove blobs before the tag points at them.
+    with (
+        store.pending(),
+        Client(r.api_host, insecure=insecure, auth=auth, trace=trace, scheme=scheme) as c,
+    ):
         data, media_type, _ = c.get_manifest(
             r.repository, r.digest or r.tag or "latest", expected=r.digest, what=name
         )
@@ -692,7 +696,7 @@ def pull(
                 progress.done(d["digest"], "failed")
                 raise
             progress.done(d["digest"], "pulled")
-    return store.add_image(data, r)
+        return store.add_image(data, r)
 
 
 def push(

@@ -361,6 +361,41 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
+    @contextlib.contextmanager
+    def pending(self) -> Iterator[None]:
+        """Protect the blobs written from now on while an image is being assembled.
+
+        A pull or a load writes blobs first and tags the image last; a concurrent ``gc`` in
+        between would see untagged blobs and remove them. While this is held, ``gc`` spares
+        every blob newer than it. A holder that died (its pid is gone) protects nothing.
+        """
+        self.leases.mkdir(parents=True, exist_ok=True)
+        path = self.leases / f"pending-{os.getpid()}-{os.urandom(4).hex()}"
+        path.write_text(f"pending {os.getpid()}\n")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def _pending_since(self) -> float | None:
+        """The start of the oldest live pending operation (removing dead ones' files)."""
+        oldest = None
+        if not self.leases.is_dir():
+            return None
+        for p in self.leases.glob("pending-*"):
+            pid = int(p.name.split("-")[1])
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                p.unlink(missing_ok=True)
+                continue
+            except PermissionError:
+                pass
+            t = p.stat().st_mtime
+            oldest = t if oldest is None else min(oldest, t)
+        return oldest
+
     # --- removal ------------------------------------------------------------------------------
     def untag(self, ref: str | Reference) -> str:
         """Remove one tag; returns the manifest digest it pointed at."""
@@ -381,7 +416,12 @@ class Store:
         with self.locked():
             roots = set(self._read_tags().values())
             if self.leases.is_dir():
-                roots |= {p.read_text().strip() for p in self.leases.iterdir()}
+                roots |= {
+                    p.read_text().strip()
+                    for p in self.leases.iterdir()
+                    if not p.name.startswith("pending-")
+                }
+            since = self._pending_since()
             keep_blobs: set[str] = set()
             keep_layers: set[str] = set()
             for digest in roots:
@@ -395,7 +435,10 @@ class Store:
                 keep_layers |= set(config["rootfs"]["diff_ids"])
             removed_blobs = 0
             for blob in self.all_blobs() - keep_blobs:
-                self._blob(blob).unlink()
+                path = self._blob(blob)
+                if since is not None and path.stat().st_mtime >= since - 1:
+                    continue  # written by a pull or load that has not tagged it yet
+                path.unlink()
                 removed_blobs += 1
             removed_layers = 0
             if self.layers_dir.is_dir():
