@@ -392,6 +392,7 @@ def test_apply_flattens_like_overlay_stacks(tmp_path: Path) -> None:
         member("p/q", data=b"q"),
         member("w/.wh.tree"),
         member(".wh.never-there"),
+        member(".wh..wh.aufs"),  # aufs bookkeeping: skipped, as Docker skips it
     )
     flat = tmp_path / "flat"
     extract(base, flat, whiteouts="apply")
