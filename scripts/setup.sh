@@ -122,4 +122,7 @@ cat > "$kdir/kernel.json" <<JSON
   "metadata": {"debugger": true}
 }
 JSON
+# The offline base image (busybox, from busybox-static): the lab and the tests never need
+# the internet. Built once, deterministically; a no-op when it is there.
+"$venv/bin/containerlab" images -q >/dev/null
 say "setup done: $("$venv/bin/containerlab" version 2>/dev/null || echo containerlab)"

@@ -159,3 +159,17 @@ def test_every_image_verb_has_help():
         assert clab(verb, "--help").stdout.startswith("usage: containerlab")
     for verb in ("ls", "rm", "prune", "inspect", "history", "pull", "push"):
         assert clab("image", verb, "--help").stdout.startswith("usage: containerlab image")
+
+
+def test_load_an_oci_layout_skopeo_wrote(tmp_path):
+    layout = tmp_path / "skopeo-layout"
+    clab("save", "--format", "oci", "-o", str(tmp_path / "ours"), "busybox")
+    subprocess.run(
+        ["skopeo", "copy", "--quiet", f"oci:{tmp_path / 'ours'}:latest", f"oci:{layout}:v1"],
+        check=True,
+        capture_output=True,
+    )
+    res = clab("load", "-i", str(layout), check=False)
+    assert res.returncode != 0 and "ref" in res.stderr  # skopeo names images by tag alone
+    clab("load", "-i", str(layout), "--ref", "fromskopeo:v1")
+    assert clab("run", "--rm", "fromskopeo:v1", "echo", "ok").stdout == "ok\n"

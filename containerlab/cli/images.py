@@ -335,8 +335,12 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     store = _store()
     src = args.input
+    if args.ref and not (src and os.path.isdir(src)):
+        raise ContainerlabError(
+            "--ref is for OCI layout directories; a docker archive carries its own names"
+        )
     if src and os.path.isdir(src):
-        digests = archive.load_oci_layout(store, src)
+        digests = archive.load_oci_layout(store, src, ref=args.ref)
     elif src:
         digests = archive.load_docker_archive(store, src)
     else:
@@ -467,6 +471,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             "--input",
             metavar="FILE",
             help="a docker-archive tar or an OCI layout directory (default: stdin)",
+        )
+        p.add_argument(
+            "--ref",
+            metavar="NAME[:TAG]",
+            help="OCI layouts only: which image to load and the name to give it "
+            "(skopeo and umoci name images by tag alone)",
         )
         p.set_defaults(func=cmd_load)
 
