@@ -253,6 +253,8 @@ def spawn(
     stderr: Any = None,
     setup: tuple[str, Mapping[str, Any]] | None = None,
     before_go: Any = None,
+    tty: bool = False,
+    init: bool = False,
     **spec_fields: Any,
 ) -> NsProcess:
     """Start ``argv`` in new and/or joined namespaces and return once it has been exec'd.
@@ -262,6 +264,9 @@ def spawn(
     namespaces right before exec: the runtime uses it to build the container's root
     filesystem. ``before_go(launcher_pid)`` runs in the caller once the namespaces exist and
     before the command starts: where the outside work (id maps, cgroups, network) happens.
+    ``tty``: stdin is a pseudo-terminal that becomes the command's controlling terminal.
+    ``init``: a small init stays PID 1 (reaps zombies, forwards signals) and the command
+    runs as its child, as ``docker run --init`` does.
     Raises ``CommandNotFoundError`` (127), ``CommandNotExecutableError`` (126) or
     ``NamespaceError`` when the command could not be started; nothing is left running then.
     """
@@ -285,6 +290,8 @@ def spawn(
         "root_uid_mapped": any(m.inside == 0 for m in spec.uid_map),
         "root_gid_mapped": any(m.inside == 0 for m in spec.gid_map),
         "caller_pid": os.getpid(),
+        "tty": tty,
+        "init": init,
         "setup": {"entry": setup[0], "payload": dict(setup[1])} if setup else None,
     }
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

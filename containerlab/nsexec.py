@@ -129,7 +129,33 @@ def _become_root_in_userns(uid: bool, gid: bool) -> None:
         os.setresuid(0, 0, 0)
 
 
-def _child(config: dict, sock: socket.socket) -> None:
+def _load_hook(config: dict):
+    """The setup function to run before exec, imported now: once the process has joined a
+    container's mount namespace (exec) or pivoted into its root, the package is out of reach."""
+    hook = config.get("setup")
+    if not hook:
+        return None
+    module, _, function = hook["entry"].partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _init_loop(child: int) -> None:
+    """``--init``: stay PID 1, reap every zombie, pass signals on; exit as the command does.
+
+    A process whose parent dies is re-parented to PID 1 of its namespace, which must wait()
+    for it or it stays a zombie forever; a shell or a server as PID 1 rarely does. And PID 1
+    gets no default signal handling: an unhandled SIGTERM is simply ignored. This loop (what
+    tini does) fixes both.
+    """
+    for s in FORWARDED_SIGNALS:
+        signal.signal(s, lambda n, _f: os.kill(child, n))
+    while True:
+        pid, status = os.wait()
+        if pid == child:
+            os._exit(exit_code_of(status))
+
+
+def _child(config: dict, sock: socket.socket, hook) -> None:
     """Runs in the process that becomes the command. Never returns."""
     code = EXIT_SETUP_FAILED
     try:
@@ -138,6 +164,13 @@ def _child(config: dict, sock: socket.socket) -> None:
         # the caller, so a Ctrl-C reaches it only through the launcher's forwarding.
         if config.get("setsid", True):
             os.setsid()
+        if config.get("tty"):
+            # -t: the pseudo-terminal on our stdin becomes this session's controlling
+            # terminal, so Ctrl-C and Ctrl-Z typed there signal the command.
+            import fcntl
+            import termios
+
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         if config.get("hostname"):
             syscalls.sethostname(config["hostname"])
         if config.get("mount_proc"):
@@ -149,13 +182,23 @@ def _child(config: dict, sock: socket.socket) -> None:
             )
         env = config.get("env")
         env = dict(os.environ) if env is None else dict(env)
-        hook = config.get("setup")
-        if hook:
-            module, _, function = hook["entry"].partition(":")
+        if hook is not None:
             # The hook may return environment defaults it learned inside (HOME of the user).
-            found = getattr(importlib.import_module(module), function)(hook.get("payload", {}))
+            found = hook(config["setup"].get("payload", {}))
             for key, value in (found or {}).items():
                 env.setdefault(key, value)
+        if config.get("init"):
+            command = os.fork()
+            if command:
+                sock.close()  # the command's exec closing its copy is the caller's signal
+                _init_loop(command)
+            # The command gets its own process group, in the foreground of the terminal:
+            # a Ctrl-C reaches it once, not also through init's forwarding.
+            os.setpgid(0, 0)
+            if config.get("tty"):
+                signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+                os.tcsetpgrp(0, os.getpgrp())
+                signal.signal(signal.SIGTTOU, signal.SIG_DFL)
         argv = config["argv"]
         code = EXIT_NOT_FOUND
         try:
@@ -182,6 +225,7 @@ def main(fd: int) -> None:
     os.set_inheritable(fd, False)  # close-on-exec: EOF tells the caller exec succeeded
     config = _recv_line(sock)
     try:
+        hook = _load_hook(config)
         syscalls.set_parent_death_signal(signal.SIGKILL)
         if os.getppid() != config.get("caller_pid", os.getppid()):
             os._exit(EXIT_SETUP_FAILED)  # the caller died before we could watch for it
@@ -214,7 +258,7 @@ def main(fd: int) -> None:
     needs_fork = bool({"pid", "time"} & (set(new) | set(config.get("join", {}))))
     if not needs_fork:
         send(sock, event="forked", pid=os.getpid())
-        _child(config, sock)
+        _child(config, sock, hook)
 
     # Forward signals before forking so none is lost in between.
     child_pid = 0
@@ -232,7 +276,7 @@ def main(fd: int) -> None:
     if child_pid == 0:
         for s in FORWARDED_SIGNALS:
             signal.signal(s, signal.SIG_DFL)
-        _child(config, sock)
+        _child(config, sock, hook)
     send(sock, event="forked", pid=child_pid)
     sock.close()
     while True:

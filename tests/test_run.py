@@ -163,14 +163,14 @@ def test_writes_go_to_the_container_not_the_image(clab_root):
 def test_nothing_is_left_after_run(clab_root):
     before = rootfs.mountinfo()
     assert clab("run", "--rm", "busybox", "true").returncode == 0
-    assert list((clab_root / "run" / "containers").iterdir()) == []
+    assert list((clab_root / "containers").iterdir()) == []
     assert rootfs.mountinfo() == before
 
 
 def test_a_failed_start_leaves_nothing(clab_root):
     with pytest.raises(CommandNotFoundError):
         container.start(ContainerSpec(image="busybox", argv=("nope",)))
-    assert list((clab_root / "run" / "containers").iterdir()) == []
+    assert list((clab_root / "containers").iterdir()) == []
 
 
 def test_killed_container_exits_137():

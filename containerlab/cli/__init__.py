@@ -13,8 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from containerlab import __version__
+from containerlab.cli import containers as container_verbs
 from containerlab.cli import images as image_verbs
 from containerlab.cli import run as run_verbs
+from containerlab.cli import system as system_verbs
 from containerlab.cli.common import EXIT_CLI_ERROR, Parser
 from containerlab.errors import ContainerlabError
 
@@ -48,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
 
     run_verbs.register(sub)
+    container_verbs.register(sub)
     image_verbs.register(sub)
+    system_verbs.register(sub)
 
     info = sub.add_parser("info", help="check this machine: kernel, root, cgroups, overlayfs...")
     info.set_defaults(func=cmd_info)

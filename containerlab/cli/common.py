@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import Any
+
+from containerlab.errors import ContainerlabError
 
 EXIT_CLI_ERROR = 125  # Docker's code for "the runtime itself failed", bad flags included
 
@@ -15,3 +19,24 @@ class Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"containerlab: {message}\nSee '{self.prog} --help'.", file=sys.stderr)
         sys.exit(EXIT_CLI_ERROR)
+
+
+def template(text: str, doc: dict[str, Any]) -> str:
+    """A subset of Docker's Go templates: ``{{.Id}}``, ``{{.Config.Cmd}}``, ``{{json .X}}``."""
+    import re
+
+    def value(path: str, as_json: bool) -> str:
+        v: Any = doc
+        for part in path.strip(".").split("."):
+            if not part:
+                continue
+            if not isinstance(v, dict) or part not in v:
+                raise ContainerlabError(f"template: no field {path!r}; fields: {', '.join(doc)}")
+            v = v[part]
+        return json.dumps(v) if as_json or isinstance(v, dict | list) else str(v)
+
+    return re.sub(
+        r"\{\{\s*(json\s+)?(\.[\w.]*)\s*\}\}",
+        lambda m: value(m.group(2), bool(m.group(1))),
+        text,
+    )

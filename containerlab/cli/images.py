@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any
 
+from containerlab.cli.common import template
 from containerlab.errors import ContainerlabError, ImageError
 
 
@@ -243,36 +244,27 @@ def _inspect_doc(image) -> dict[str, Any]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    """Containers first, then images, as Docker looks them up (``--type`` to choose)."""
+    from containerlab.runtime import lifecycle, state
+
     store = _store()
     _ensure_base(store)
-    docs = [_inspect_doc(store.image(name)) for name in args.names]
+    docs = []
+    for name in args.names:
+        if args.type in (None, "container"):
+            try:
+                docs.append(lifecycle.inspect(name))
+                continue
+            except state.NoSuchContainerError:
+                if args.type == "container":
+                    raise
+        docs.append(_inspect_doc(store.image(name)))
     if args.format:
         for doc in docs:
-            print(_format(args.format, doc))
+            print(template(args.format, doc))
     else:
         print(json.dumps(docs, indent=4))
     return 0
-
-
-def _format(template: str, doc: dict[str, Any]) -> str:
-    """A subset of Docker's Go templates: ``{{.Id}}``, ``{{.Config.Cmd}}``, ``{{json .X}}``."""
-    import re
-
-    def value(path: str, as_json: bool) -> str:
-        v: Any = doc
-        for part in path.strip(".").split("."):
-            if not part:
-                continue
-            if not isinstance(v, dict) or part not in v:
-                raise ContainerlabError(f"template: no field {path!r}; fields: {', '.join(doc)}")
-            v = v[part]
-        return json.dumps(v) if as_json or isinstance(v, dict | list) else str(v)
-
-    return re.sub(
-        r"\{\{\s*(json\s+)?(\.[\w.]*)\s*\}\}",
-        lambda m: value(m.group(2), bool(m.group(1))),
-        template,
-    )
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -447,6 +439,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     def inspect_parser(p: argparse.ArgumentParser) -> None:
         p.add_argument("names", nargs="+", metavar="IMAGE")
         p.add_argument("-f", "--format", help="Go-template-like format, e.g. '{{.Id}}'")
+        p.add_argument(
+            "--type",
+            choices=("container", "image"),
+            help="look only for a container, or only for an image",
+        )
         p.set_defaults(func=cmd_inspect)
 
     def history_parser(p: argparse.ArgumentParser) -> None:

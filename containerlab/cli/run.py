@@ -1,9 +1,11 @@
-"""`containerlab run`: a command in a new container, with Docker's flags."""
+"""``containerlab run`` and ``create``: a command in a new container, with Docker's flags."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 
 from containerlab.errors import ContainerlabError
 
@@ -34,20 +36,10 @@ def _parse_env(items: list[str], env_files: list[str]) -> dict[str, str]:
     return env
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from containerlab import syscalls
-    from containerlab.runtime import container
+def spec_from(args: argparse.Namespace):
     from containerlab.runtime.spec import ContainerSpec
 
-    if args.explain:
-        syscalls.set_explain(True)
-        os.environ["CONTAINERLAB_EXPLAIN"] = "1"  # the launcher explains its steps too
-    if args.detach:
-        raise ContainerlabError(
-            "-d (detached containers) is not available yet: it arrives with the container "
-            "lifecycle (supervisor, logs, stop); run in the foreground for now"
-        )
-    spec = ContainerSpec(
+    return ContainerSpec(
         image=args.image,
         argv=tuple(args.command),  # empty: the image's Cmd
         entrypoint=None if args.entrypoint is None else tuple(args.entrypoint.split()),
@@ -56,32 +48,80 @@ def cmd_run(args: argparse.Namespace) -> int:
         user=args.user,
         hostname=args.hostname,
         name=args.name,
+        tty=args.tty,
+        interactive=args.interactive,
+        init=args.init,
+        auto_remove=getattr(args, "rm", False),
     )
-    return container.run(spec, proxy_signals=True)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    # -h is --hostname in `docker run`, so run's help is --help only (add_help=False).
-    run = sub.add_parser(
-        "run",
-        help="run a command in a new container",
-        add_help=False,
-        usage="containerlab run [OPTIONS] IMAGE [COMMAND] [ARG...]",
-        description="Run a command in a new container. Every run is removed "
-        "when it ends (--rm) until the container lifecycle "
-        "arrives.",
-    )
-    run.add_argument(
-        "--rm", action="store_true", help="remove the container when it exits (always, for now)"
-    )
-    run.add_argument("-d", "--detach", action="store_true", help="run in the background (soon)")
-    run.add_argument(
+def _explain(args: argparse.Namespace) -> None:
+    if args.explain:
+        from containerlab import syscalls
+
+        syscalls.set_explain(True)
+        os.environ["CONTAINERLAB_EXPLAIN"] = "1"  # the launcher explains its steps too
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from containerlab.runtime import container, supervisor
+
+    _explain(args)
+    spec = spec_from(args)
+    if args.detach:
+        rec = container.create(spec)
+        try:
+            supervisor.start_detached(rec.id)
+        except ContainerlabError:
+            if spec.auto_remove:
+                container.remove_record(rec.id)
+            raise
+        print(rec.id)
+        return 0
+    if spec.tty and sys.stdin.isatty():
+        from containerlab.runtime import tty
+
+        return tty.run_attached(spec)
+    # Without -i the container's stdin is empty, as in Docker; with it, ours is passed on.
+    stdin = None if spec.interactive else subprocess.DEVNULL
+    return container.run(spec, proxy_signals=True, stdin=stdin)
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from containerlab.runtime import container
+
+    print(container.create(spec_from(args)).id)
+    return 0
+
+
+def _container_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
+    if run:
+        p.add_argument(
+            "-d",
+            "--detach",
+            action="store_true",
+            help="run in the background and print the container id",
+        )
+        p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument(
         "-i",
         "--interactive",
         action="store_true",
-        help="keep stdin open (stdin is always passed through for now)",
+        help="keep stdin open: the container reads what you type",
     )
-    run.add_argument(
+    p.add_argument(
+        "-t",
+        "--tty",
+        action="store_true",
+        help="give the container a pseudo-terminal (use with -i for a shell)",
+    )
+    p.add_argument(
+        "--init",
+        action="store_true",
+        help="run a small init as PID 1 that reaps zombies and forwards signals",
+    )
+    p.add_argument("--name", help="a name for the container (unique)")
+    p.add_argument(
         "-e",
         "--env",
         action="append",
@@ -89,33 +129,54 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="set an environment variable",
     )
-    run.add_argument(
+    p.add_argument(
         "--env-file",
         action="append",
         default=[],
         metavar="FILE",
         help="read environment variables from a file",
     )
-    run.add_argument(
+    p.add_argument(
         "-u",
         "--user",
         metavar="USER[:GROUP]",
         help="user (name or uid) and group to run as, from the image's passwd",
     )
-    run.add_argument(
+    p.add_argument(
         "--entrypoint", metavar="CMD", help="replace the image's ENTRYPOINT (and drop its CMD)"
     )
-    run.add_argument("-w", "--workdir", metavar="DIR", help="working directory in the container")
-    run.add_argument(
+    p.add_argument("-w", "--workdir", metavar="DIR", help="working directory in the container")
+    p.add_argument(
         "--hostname", "-h", metavar="NAME", help="container hostname (default: the short id)"
     )
-    run.add_argument("--name", help="a name for the container")
-    run.add_argument(
+    p.add_argument(
         "--explain",
         action="store_true",
         help="print each kernel step and its shell equivalent (or CONTAINERLAB_EXPLAIN=1)",
     )
-    run.add_argument("--help", action="help", help="show this help and exit")
-    run.add_argument("image", metavar="IMAGE")
-    run.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+    p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    # -h is --hostname in `docker run`, so the help is --help only (add_help=False).
+    run = sub.add_parser(
+        "run",
+        help="run a command in a new container",
+        add_help=False,
+        usage="containerlab run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+        description="Run a command in a new container: in the foreground (its output here, "
+        "its exit code ours), or with -d in the background under a supervisor.",
+    )
+    _container_flags(run, run=True)
     run.set_defaults(func=cmd_run)
+    create = sub.add_parser(
+        "create",
+        help="create a container without starting it",
+        add_help=False,
+        usage="containerlab create [OPTIONS] IMAGE [COMMAND] [ARG...]",
+        description="Create a container (status 'created'); `containerlab start` runs it.",
+    )
+    _container_flags(create, run=False)
+    create.set_defaults(func=cmd_create)

@@ -349,17 +349,37 @@ class Store:
         ]
 
     # --- leases: what running containers use ------------------------------------------------
+    def hold(self, holder: str, image: Image) -> None:
+        """Keep an image's blobs and layers from garbage collection until ``release``.
+
+        A container holds its image from ``create`` to ``rm``: removing the image's tag
+        then removes only the name, not what the container runs on.
+        """
+        self.leases.mkdir(parents=True, exist_ok=True)
+        (self.leases / holder).write_text(image.digest + "\n")
+
+    def release(self, holder: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.leases / holder).unlink()
+
+    def holders(self) -> dict[str, str]:
+        """Every lease: holder (a container id) -> the manifest digest it holds."""
+        if not self.leases.is_dir():
+            return {}
+        return {
+            p.name: p.read_text().strip()
+            for p in self.leases.iterdir()
+            if not p.name.startswith("pending-")
+        }
+
     @contextlib.contextmanager
     def lease(self, holder: str, image: Image) -> Iterator[None]:
-        """Keep an image's layers from garbage collection while ``holder`` uses them."""
-        self.leases.mkdir(parents=True, exist_ok=True)
-        path = self.leases / holder
-        path.write_text(image.digest + "\n")
+        """``hold`` for the duration of a ``with`` block."""
+        self.hold(holder, image)
         try:
             yield
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            self.release(holder)
 
     @contextlib.contextmanager
     def pending(self) -> Iterator[None]:
@@ -415,12 +435,7 @@ class Store:
         """Remove every blob and unpacked layer that no tag and no lease reaches."""
         with self.locked():
             roots = set(self._read_tags().values())
-            if self.leases.is_dir():
-                roots |= {
-                    p.read_text().strip()
-                    for p in self.leases.iterdir()
-                    if not p.name.startswith("pending-")
-                }
+            roots |= set(self.holders().values())
             since = self._pending_since()
             keep_blobs: set[str] = set()
             keep_layers: set[str] = set()

@@ -1,28 +1,38 @@
-"""Start a container in the foreground: the heart of ``containerlab run --rm``.
+"""Create a container and launch it: the heart of ``containerlab run``.
 
-The caller never forks itself into the container. It asks ``namespaces.spawn`` to start the
-launcher (``containerlab.nsexec``, a fresh single-threaded Python), which creates the
-namespaces, forks once so the command is PID 1 of the new PID namespace, and runs
-``runtime.init.setup`` there (overlay root, /proc, /dev, /sys, pivot_root, masked paths)
-before exec'ing the command. The runtime's own bookkeeping is one directory per container
-under the run root, which holds the overlay's upper and work dirs and is removed afterwards.
+``create`` resolves the image and writes the container's record (see ``state``): the
+command, environment and settings, the image held against garbage collection, a directory
+for its writable layer. Nothing runs yet.
+
+``launch`` starts it. The caller never forks itself into the container: it asks
+``namespaces.spawn`` to start the launcher (``containerlab.nsexec``, a fresh
+single-threaded Python), which creates the namespaces, forks once so the command is PID 1
+of the new PID namespace, and runs ``runtime.init.setup`` there (overlay root, /proc, /dev,
+/sys, pivot_root, masked paths, user) before exec'ing the command. Whoever launches is the
+container's *supervisor*: it waits for the command and records how it ended. For a
+foreground ``run`` that is the CLI (or a notebook, through :class:`Container`); for
+``run -d`` it is ``runtime.supervisor``, a small process that outlives the CLI.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import shutil
 import signal
-from pathlib import Path
 from typing import Any
 
-from containerlab import host, namespaces, paths
-from containerlab.errors import ContainerError, ImageNotFoundError, KernelFeatureError, NotRootError
+from containerlab import host, namespaces
+from containerlab.errors import (
+    ContainerError,
+    ContainerlabError,
+    ImageNotFoundError,
+    KernelFeatureError,
+    NotRootError,
+)
 from containerlab.image import base
 from containerlab.image.reference import parse
 from containerlab.image.store import Image, Store
+from containerlab.runtime import state
 from containerlab.runtime.spec import DEFAULT_PATH, ContainerSpec
 
 #: Where the launcher finds the init steps to run inside the container.
@@ -81,44 +91,163 @@ def env_for(spec: ContainerSpec, config: dict, hostname: str) -> dict[str, str]:
     return env
 
 
-class Container:
-    """A running foreground container. Use as a context manager: leaving it kills what is
-    still running and removes the container's directory."""
+def create(spec: ContainerSpec) -> state.Record:
+    """Write a container's record (status "created"); nothing runs yet.
 
-    def __init__(self, spec: ContainerSpec, cid: str, directory: Path):
-        self.spec = spec
-        self.id = cid
-        self.dir = directory
-        self.process: namespaces.NsProcess | None = None
-        self.resources = contextlib.ExitStack()  # what is released when it is removed
+    Everything the container will hold on the host is recorded before it exists: its
+    directory, and the image it holds in the store (released by ``remove``), so that ``rm``
+    and ``system doctor`` can always undo it.
+    """
+    preflight()
+    store = Store()
+    image = image_for(store, spec.image)
+    config = image.run_config
+    argv = command_for(spec, config)
+    cid = secrets.token_hex(32)
+    hostname = spec.hostname or cid[:12]
+    record = state.create(
+        cid,
+        {
+            "name": spec.name or "",
+            "image": spec.image,
+            "image_digest": image.digest,
+            "image_id": image.id,
+            "argv": argv,
+            "env": env_for(spec, config, hostname),
+            "workdir": spec.workdir or config.get("WorkingDir") or "/",
+            "user": spec.user if spec.user is not None else config.get("User") or "",
+            "hostname": hostname,
+            "namespaces": sorted(spec.namespaces),
+            "masked_paths": spec.masked_paths,
+            "tty": spec.tty,
+            "interactive": spec.interactive,
+            "init": spec.init,
+            "auto_remove": spec.auto_remove,
+            "stop_signal": config.get("StopSignal") or "SIGTERM",
+        },
+    )
+    try:
+        store.hold(cid, image)
+        for sub in ("upper", "work", "rootfs"):
+            (record.dir / sub).mkdir()
+    except BaseException:
+        store.release(cid)
+        state.delete(cid)
+        raise
+    return record
+
+
+def launch(
+    record: state.Record, *, stdin: Any = None, stdout: Any = None, stderr: Any = None
+) -> namespaces.NsProcess:
+    """Start a created (or exited) container's command; returns once it has been exec'd.
+
+    The caller becomes its supervisor: it must ``wait()`` for the returned process and
+    record the exit (``finish``). Raises ``CommandNotFoundError`` (127),
+    ``CommandNotExecutableError`` (126) or another ``ContainerlabError`` when the command
+    could not start; the record then says so and stays startable.
+    """
+    cfg = record.config
+    store = Store()
+    lowers = store.layer_dirs(store.image(cfg["image_digest"]))  # bottom first, shared
+    payload = {
+        "lower": [str(p) for p in reversed(lowers)],  # overlayfs wants the top first
+        "upper": str(record.dir / "upper"),
+        "work": str(record.dir / "work"),
+        "target": str(record.dir / "rootfs"),
+        "workdir": cfg["workdir"],
+        "user": cfg["user"],
+        "new_net": "net" in cfg["namespaces"],
+        "masks": cfg["masked_paths"],
+    }
+    ns_spec = namespaces.NamespaceSpec(
+        new=frozenset(cfg["namespaces"]),
+        hostname=cfg["hostname"] if "uts" in cfg["namespaces"] else None,
+    )
+    try:
+        proc = namespaces.spawn(
+            cfg["argv"],
+            ns_spec,
+            env=cfg["env"],
+            setup=(INIT_ENTRY, payload),
+            tty=cfg["tty"],
+            init=cfg["init"],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    except ContainerlabError as e:
+        state.update(record.id, error=str(e), exit_code=e.exit_code)
+        raise
+    state.update(
+        record.id,
+        status="running",
+        pid=proc.child_pid,
+        pid_start=state.process_start(proc.child_pid),
+        supervisor_pid=os.getpid(),
+        supervisor_start=state.process_start(os.getpid()),
+        started_at=state.now(),
+        finished_at="",
+        exit_code=None,
+        error="",
+    )
+    return proc
+
+
+def finish(cid: str, exit_code: int) -> state.Record:
+    """Record that a container's command ended (the supervisor calls this)."""
+    return state.update(cid, status="exited", pid=0, exit_code=exit_code, finished_at=state.now())
+
+
+def remove_record(cid: str) -> None:
+    """Delete an exited container: its record, its writable layer, its hold on the image."""
+    Store().release(cid)
+    state.delete(cid)
+
+
+class Container:
+    """A container this process supervises (a foreground ``run``, or a notebook cell).
+
+    Use as a context manager: leaving it kills what still runs and removes the container.
+    """
+
+    def __init__(self, record: state.Record, process: namespaces.NsProcess):
+        self.record = record
+        self.id = record.id
+        self.dir = record.dir
+        self.process = process
+        self._exit: int | None = None
 
     @property
     def pid(self) -> int:
         """The container's PID 1 as the host sees it."""
-        if self.process is None:
-            raise ContainerError(f"container {self.id[:12]} is not running")
         return self.process.child_pid
+
+    @property
+    def name(self) -> str:
+        return self.record.name
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the command to exit; its exit code (128+N when killed by signal N)."""
-        if self.process is None:
-            raise ContainerError(f"container {self.id[:12]} was never started")
-        return self.process.wait(timeout)
+        if self._exit is None:
+            self._exit = self.process.wait(timeout)
+            finish(self.id, self._exit)
+        return self._exit
 
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the launcher, which forwards it to the container's PID 1."""
-        if self.process is not None and self.process.returncode is None:
+        if self.process.returncode is None:
             try:
                 os.kill(self.process.pid, sig)
             except ProcessLookupError:
                 pass
 
     def remove(self) -> None:
-        """Kill what still runs, then delete the container's directory (its writable layer)."""
-        if self.process is not None:
-            self.process.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.resources.close()
+        """Kill what still runs, record the exit, and remove the container."""
+        self.process.close()
+        if self._exit is None:
+            self.wait()
+        remove_record(self.id)
 
     def __enter__(self) -> Container:
         return self
@@ -127,60 +256,25 @@ class Container:
         self.remove()
 
     def __repr__(self) -> str:
-        return f"<Container {self.id[:12]} image={self.spec.image} argv={list(self.spec.argv)}>"
+        return f"<Container {self.id[:12]} {self.name} argv={self.record.config['argv']}>"
 
 
 def start(
     spec: ContainerSpec, *, stdin: Any = None, stdout: Any = None, stderr: Any = None
 ) -> Container:
-    """Create and start a container; returns once its command has been exec'd.
+    """Create and launch a container supervised by this process (see :class:`Container`).
 
     Raises ``ImageNotFoundError``, ``CommandNotFoundError`` (127),
     ``CommandNotExecutableError`` (126) or another ``ContainerlabError``; on any failure
     nothing is left behind.
     """
-    preflight()
-    store = Store()
-    image = image_for(store, spec.image)
-    config = image.run_config
-    argv = command_for(spec, config)
-    cid = secrets.token_hex(32)
-    directory = paths.run_root() / "containers" / cid
-    container = Container(spec, cid, directory)
-    hostname = spec.hostname or cid[:12]
+    record = create(spec)
     try:
-        # The lease keeps `rmi`/`image prune` from removing layers this container uses.
-        container.resources.enter_context(store.lease(cid, image))
-        lowers = store.layer_dirs(image)  # bottom first; unpacked once, shared by all
-        for sub in ("upper", "work", "rootfs"):
-            (directory / sub).mkdir(parents=True)
-        payload = {
-            "lower": [str(p) for p in reversed(lowers)],  # overlayfs wants the top first
-            "upper": str(directory / "upper"),
-            "work": str(directory / "work"),
-            "target": str(directory / "rootfs"),
-            "workdir": spec.workdir or config.get("WorkingDir") or "/",
-            "user": spec.user if spec.user is not None else config.get("User") or "",
-            "new_net": "net" in spec.namespaces,
-            "masks": spec.masked_paths,
-        }
-        ns_spec = namespaces.NamespaceSpec(
-            new=frozenset(spec.namespaces),
-            hostname=hostname if "uts" in spec.namespaces else None,
-        )
-        container.process = namespaces.spawn(
-            argv,
-            ns_spec,
-            env=env_for(spec, config, hostname),
-            setup=(INIT_ENTRY, payload),
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-        )
+        proc = launch(record, stdin=stdin, stdout=stdout, stderr=stderr)
     except BaseException:
-        container.remove()
+        remove_record(record.id)
         raise
-    return container
+    return Container(state.load(record.id), proc)
 
 
 #: Signals `run` passes on to the container, as Docker's sig-proxy does.
@@ -195,17 +289,22 @@ PROXIED_SIGNALS = (
 
 
 def run(spec: ContainerSpec, *, proxy_signals: bool = False, **stdio: Any) -> int:
-    """Run a container to completion and remove it; returns the command's exit code.
+    """Run a container to completion; returns the command's exit code.
 
-    With ``proxy_signals`` (the CLI sets it), signals this process receives are passed on
-    to the container instead of killing this process.
+    It is removed afterwards when ``spec.auto_remove`` (``--rm``) is set, and always when
+    the command could not even start. With ``proxy_signals`` (the CLI sets it), signals
+    this process receives are passed on to the container instead of killing this process.
     """
-    with start(spec, **stdio) as container:
-        if not proxy_signals:
-            return container.wait()
-        previous = {s: signal.signal(s, lambda n, _f: container.signal(n)) for s in PROXIED_SIGNALS}
-        try:
-            return container.wait()
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+    c = start(spec, **stdio)
+    previous = {}
+    try:
+        if proxy_signals:
+            previous = {s: signal.signal(s, lambda n, _f: c.signal(n)) for s in PROXIED_SIGNALS}
+        return c.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        c.process.close()
+        c.wait()
+        if spec.auto_remove:
+            remove_record(c.id)

@@ -25,3 +25,7 @@ class ContainerSpec:
     name: str | None = None  # a human name; default: none yet (the state store names them)
     namespaces: frozenset[str] = CONTAINER_KINDS  # which namespace kinds are new
     masked_paths: bool = True  # hide /proc/kcore & co as runc does (off only to show why)
+    tty: bool = False  # -t: the command gets a pseudo-terminal as its controlling terminal
+    interactive: bool = False  # -i: keep stdin open (a foreground run passes ours through)
+    init: bool = False  # --init: a small init is PID 1, reaps zombies, forwards signals
+    auto_remove: bool = False  # --rm: remove the container when its command exits
