@@ -45,6 +45,8 @@ packages=(
   docker-registry  # the distribution registry, started on 127.0.0.1 by tests and notebooks
   skopeo           # copies images between registries, OCI layouts and docker archives
   umoci            # unpacks OCI images: proves our layouts are standard
+  runc             # the reference runtime, and crun: the benchmarks compare against them
+  crun
 )
 missing=()
 for p in "${packages[@]}"; do
