@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 
 import matplotlib
@@ -15,7 +17,8 @@ from matplotlib.figure import Figure
 
 from containerlab.runtime import lifecycle, state
 from containerlab.viz import runtime as vr
-from tests.conftest import CLI
+
+CLI = os.path.join(os.path.dirname(sys.executable), "containerlab")
 
 
 @pytest.fixture(autouse=True)
