@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from containerlab import __version__
+from containerlab.cli import build as build_verbs
 from containerlab.cli import containers as container_verbs
 from containerlab.cli import images as image_verbs
 from containerlab.cli import run as run_verbs
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_verbs.register(sub)
     container_verbs.register(sub)
     image_verbs.register(sub)
+    build_verbs.register(sub)
     system_verbs.register(sub)
 
     info = sub.add_parser("info", help="check this machine: kernel, root, cgroups, overlayfs...")

@@ -1,0 +1,1 @@
+"""Building images: from a Dockerfile (the builder), or from a container (``commit``)."""
