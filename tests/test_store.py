@@ -240,3 +240,12 @@ def test_a_dead_pending_holder_protects_nothing(tmp_path):
     store.gc()
     assert not store.has_blob(orphan)
     assert list(store.leases.iterdir()) == []
+
+
+def test_an_untagged_image_resolves_by_its_manifest_digest(tmp_path):
+    store = Store(tmp_path)
+    digest = make_image(store, None, [{"f": b"x"}])
+    assert store.resolve(digest) == digest
+    layer = store.image(digest).layers[0]["digest"]
+    with pytest.raises(ImageNotFoundError):
+        store.image(layer)  # a layer digest is not an image
