@@ -62,3 +62,11 @@ class DigestMismatchError(ImageError):
 
 class RegistryError(ContainerlabError):
     """A registry refused a request or answered something we cannot use."""
+
+
+class BuildError(ContainerlabError):
+    """A Dockerfile, a .dockerignore or a build step is wrong; the message says where."""
+
+
+class CgroupError(ContainerlabError):
+    """A cgroup could not be created, limited, read, frozen or removed."""
