@@ -218,10 +218,15 @@ class Store:
         """The manifest digest a reference (or a manifest digest, or an image id prefix) names."""
         text = str(ref)
         tags = self._read_tags()
-        if isinstance(ref, str) and ref.startswith("sha256:") and len(ref) == 71:
-            # A manifest digest names an image whether tagged or not (build steps are not).
-            if self.has_blob(ref) and b'"layers"' in self.blob_path(ref).read_bytes():
-                return ref
+        # A manifest digest names an image whether tagged or not (build steps are not).
+        if (
+            isinstance(ref, str)
+            and ref.startswith("sha256:")
+            and len(ref) == 71
+            and self.has_blob(ref)
+            and b'"layers"' in self.blob_path(ref).read_bytes()
+        ):
+            return ref
         if isinstance(ref, str) and (ref.startswith("sha256:") or _is_hex_prefix(ref)):
             found = self._by_id_prefix(ref.removeprefix("sha256:"), tags)
             if found:
