@@ -80,6 +80,11 @@ def version() -> str:
     ``/sys/fs/cgroup/unified``, as this project's CI machine) counts as v1: its limits live
     in the v1 hierarchies.
     """
+    forced = os.environ.get("CONTAINERLAB_CGROUP_VERSION", "")
+    if forced in ("v1", "v2"):
+        # For trying the v2 driver on a hybrid's controller-less cgroup2 mount (freeze, kill,
+        # PSI work there without controllers); not for real containers.
+        return forced
     hs = hierarchies()
     if any(h.version == 1 for h in hs):
         return "v1"
@@ -148,6 +153,10 @@ def write(path: str, value: str, hint: str = "") -> None:
         ) from None
 
 
+class ParentVanished(CgroupError):
+    """A shared parent was removed (by its last other child) while we were creating under it."""
+
+
 def mkdir(path: str) -> bool:
     """Create one cgroup directory; False if it was already there."""
     syscalls.explain(f"mkdir {path}", f"mkdir {path}")
@@ -155,6 +164,8 @@ def mkdir(path: str) -> bool:
         os.mkdir(path)
     except FileExistsError:
         return False
+    except FileNotFoundError:
+        raise ParentVanished(f"cgroup {os.path.dirname(path)} vanished; retry") from None
     except OSError as e:
         raise CgroupError(
             f"cannot create cgroup {path} ({os.strerror(e.errno or 0).lower()}); run as root on a "

@@ -78,20 +78,29 @@ class V1Driver:
                 f"mount it (mount -t cgroup -o {_V1_NAME[missing[0]]} cgroup "
                 f"/sys/fs/cgroup/{_V1_NAME[missing[0]]}) or leave that limit out"
             )
-        made = []
+        made: list[str] = []  # hierarchies whose leaf we created (undone if a later one fails)
         try:
             for key, leaf in self.dirs.items():
-                for d in [*self.parent_dirs[key], leaf]:
-                    created = fs.mkdir(d)
-                    if d == leaf:
-                        if not created:
-                            raise CgroupError(
-                                f"cgroup {leaf} already exists; pick another name or remove it "
-                                f"(rmdir {leaf} once it is empty)"
-                            )
-                        made.append(key)
-                    if created and "cpuset" in key.split(","):
-                        _inherit_cpuset(d)
+                cpuset = "cpuset" in key.split(",")
+                for attempt in range(3):  # a sibling's removal may take the parent away: retry
+                    try:
+                        for d in self.parent_dirs[key]:
+                            fs.mkdir(d)
+                            if cpuset:  # also when a concurrent creator has not filled it yet
+                                _ensure_cpuset(d)
+                        created = fs.mkdir(leaf)
+                        break
+                    except fs.ParentVanished:
+                        if attempt == 2:
+                            raise
+                if not created:
+                    raise CgroupError(
+                        f"cgroup {leaf} already exists; pick another name or remove it "
+                        f"(rmdir {leaf} once it is empty)"
+                    )
+                made.append(key)
+                if cpuset:
+                    _ensure_cpuset(leaf)
         except BaseException:
             V1Driver({k: self.dirs[k] for k in made}, self.parent_dirs).remove()
             raise
@@ -294,10 +303,14 @@ class V1Driver:
                     break
 
 
-def _inherit_cpuset(directory: str) -> None:
+def _ensure_cpuset(directory: str) -> None:
     """A new v1 cpuset starts with no cpus and no memory nodes: copy the parent's."""
     parent = os.path.dirname(directory)
+    if not os.path.isdir(directory):
+        raise fs.ParentVanished(f"cgroup {directory} vanished; retry")
     for name in ("cpuset.cpus", "cpuset.mems"):
+        if (fs.read(os.path.join(directory, name)) or "").strip():
+            continue
         value = (fs.read(os.path.join(parent, name)) or "").strip()
         if not value:
             raise CgroupError(

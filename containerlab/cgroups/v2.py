@@ -80,26 +80,28 @@ class V2Driver:
                 "use a kernel with it enabled, or leave that limit out"
             )
         wanted = [c for c in fs.V2_CONTROLLERS if c in available]
-        for _ in range(3):  # a sibling may remove the shared parent between our steps: retry
+        for attempt in range(3):  # a sibling may remove the shared parent meanwhile: retry
             try:
                 for d in [root, *self.parent_dirs]:
                     if d != root:
                         fs.mkdir(d)
                     wanted = self._delegate(d, wanted, need)
-                break
-            except CgroupError as e:
-                if "does not exist" not in str(e):
+                if not fs.mkdir(self.dir):
+                    raise CgroupError(
+                        f"cgroup {self.dir} already exists; pick another name or remove it "
+                        f"(rmdir {self.dir} once it is empty)"
+                    )
+                return self
+            except fs.ParentVanished:
+                if attempt == 2:
                     raise
-        if not fs.mkdir(self.dir):
-            raise CgroupError(
-                f"cgroup {self.dir} already exists; pick another name or remove it "
-                f"(rmdir {self.dir} once it is empty)"
-            )
         return self
 
     @staticmethod
     def _delegate(directory: str, wanted: list[str], need: set[str]) -> list[str]:
         """Enable ``wanted`` controllers for the children of ``directory``; returns what worked."""
+        if not os.path.isdir(directory):
+            raise fs.ParentVanished(f"cgroup {directory} vanished; retry")
         enabled = _controllers(directory, "cgroup.subtree_control")
         ok = []
         for c in wanted:
