@@ -28,12 +28,14 @@ container start.
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import json
 import os
 import signal
 import socket
 import sys
+import termios  # not builtin: imported before any pivot_root puts it out of reach
 
 from containerlab import syscalls
 
@@ -164,13 +166,6 @@ def _child(config: dict, sock: socket.socket, hook) -> None:
         # the caller, so a Ctrl-C reaches it only through the launcher's forwarding.
         if config.get("setsid", True):
             os.setsid()
-        if config.get("tty"):
-            # -t: the pseudo-terminal on our stdin becomes this session's controlling
-            # terminal, so Ctrl-C and Ctrl-Z typed there signal the command.
-            import fcntl
-            import termios
-
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         if config.get("hostname"):
             syscalls.sethostname(config["hostname"])
         if config.get("mount_proc"):
@@ -187,6 +182,11 @@ def _child(config: dict, sock: socket.socket, hook) -> None:
             found = hook(config["setup"].get("payload", {}))
             for key, value in (found or {}).items():
                 env.setdefault(key, value)
+        if config.get("tty"):
+            # -t: the pseudo-terminal on our stdin becomes this session's controlling
+            # terminal, so Ctrl-C and Ctrl-Z typed there signal the command. After the setup
+            # hook: it may have put a terminal of the container's own on stdin (a console).
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         if config.get("init"):
             command = os.fork()
             if command:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from containerlab import __version__
 from containerlab.cli import build as build_verbs
 from containerlab.cli import containers as container_verbs
+from containerlab.cli import exec as exec_verbs
 from containerlab.cli import images as image_verbs
 from containerlab.cli import run as run_verbs
 from containerlab.cli import system as system_verbs
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_verbs.register(sub)
     container_verbs.register(sub)
+    exec_verbs.register(sub)
     image_verbs.register(sub)
     build_verbs.register(sub)
     system_verbs.register(sub)

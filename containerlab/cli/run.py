@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 
 from containerlab.errors import ContainerlabError
 
@@ -78,7 +77,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         print(rec.id)
         return 0
-    if spec.tty and sys.stdin.isatty():
+    if spec.tty:
+        # A terminal of the container's own, relayed here even when our stdin is not one
+        # (then it is only not put in raw mode): `run -t ... | cat` works, as in Docker.
         from containerlab.runtime import tty
 
         return tty.run_attached(spec)

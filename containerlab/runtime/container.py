@@ -138,14 +138,21 @@ def create(spec: ContainerSpec) -> state.Record:
 
 
 def launch(
-    record: state.Record, *, stdin: Any = None, stdout: Any = None, stderr: Any = None
+    record: state.Record,
+    *,
+    stdin: Any = None,
+    stdout: Any = None,
+    stderr: Any = None,
+    console: bool = False,
 ) -> namespaces.NsProcess:
     """Start a created (or exited) container's command; returns once it has been exec'd.
 
     The caller becomes its supervisor: it must ``wait()`` for the returned process and
     record the exit (``finish``). Raises ``CommandNotFoundError`` (127),
     ``CommandNotExecutableError`` (126) or another ``ContainerlabError`` when the command
-    could not start; the record then says so and stays startable.
+    could not start; the record then says so and stays startable. ``console``: ``stdin``
+    is a Unix socket; the container's own terminal is made inside and its master sent
+    back over it (see ``init.console``).
     """
     cfg = record.config
     store = Store()
@@ -159,6 +166,7 @@ def launch(
         "user": cfg["user"],
         "new_net": "net" in cfg["namespaces"],
         "masks": cfg["masked_paths"],
+        "console": console,
     }
     ns_spec = namespaces.NamespaceSpec(
         new=frozenset(cfg["namespaces"]),
@@ -260,7 +268,12 @@ class Container:
 
 
 def start(
-    spec: ContainerSpec, *, stdin: Any = None, stdout: Any = None, stderr: Any = None
+    spec: ContainerSpec,
+    *,
+    stdin: Any = None,
+    stdout: Any = None,
+    stderr: Any = None,
+    console: bool = False,
 ) -> Container:
     """Create and launch a container supervised by this process (see :class:`Container`).
 
@@ -270,7 +283,7 @@ def start(
     """
     record = create(spec)
     try:
-        proc = launch(record, stdin=stdin, stdout=stdout, stderr=stderr)
+        proc = launch(record, stdin=stdin, stdout=stdout, stderr=stderr, console=console)
     except BaseException:
         remove_record(record.id)
         raise

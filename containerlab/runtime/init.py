@@ -9,9 +9,12 @@ with the namespace: nothing to unmount on the host.
 
 from __future__ import annotations
 
+import array  # noqa: F401  (socket.send_fds needs it; imported while the host is in reach)
 import os
+import socket
 
 from containerlab import rootfs, syscalls
+from containerlab.errors import ContainerError
 
 # Imported here, not where it is used: after pivot_root the host's files, this package
 # included, are out of reach.
@@ -48,6 +51,57 @@ def setup(payload: dict) -> dict[str, str]:
     workdir = payload["workdir"]
     os.makedirs(workdir, exist_ok=True)  # Docker creates a missing working directory
     os.chdir(workdir)
+    if payload.get("console"):
+        console(payload.get("user") or "0")
     if payload.get("user"):
         return user.switch(payload["user"])
     return {"HOME": user.resolve("0")[3]}  # root stays root; HOME from the image's passwd
+
+
+def console(owner: str = "0") -> None:
+    """``-t`` as runc does it: a pseudo-terminal of the container's own, its master sent out.
+
+    A terminal opened on the host belongs to the host's devpts: inside the container (which
+    has a devpts instance of its own) its name leads nowhere, so ``tty`` says "not a tty".
+    So the terminal is made here, from the container's ``/dev/ptmx``: the slave becomes
+    stdin, stdout and stderr (the launcher then makes it the controlling terminal), and the
+    master goes back to the caller over the Unix socket it passed as stdin (runc's
+    ``--console-socket``), with SCM_RIGHTS: the caller relays between it and your terminal.
+    """
+    # openpty(3) opens /dev/ptmx and /dev/pts/N of the current root: the container's now.
+    master, slave = os.openpty()
+    uid = user.resolve(owner)[0]
+    os.fchown(slave, uid, -1)  # the user's own terminal, as login(1) and runc make it
+    sock = socket.socket(fileno=os.dup(0))
+    try:
+        socket.send_fds(sock, [b"console"], [master])
+    finally:
+        sock.close()
+        os.close(master)  # only the caller holds the master now
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(slave)
+
+
+def exec_setup(payload: dict) -> dict[str, str]:
+    """``containerlab exec``: the steps after joining a running container's namespaces.
+
+    The launcher has already entered the container's mount namespace, so ``/`` is the
+    container's root and ``/etc/passwd`` its own. Nothing may be imported from here on: the
+    host's Python files are out of reach; this module was imported before joining.
+    Returns environment defaults learned inside (the user's HOME).
+    """
+    workdir = payload.get("workdir") or "/"
+    try:
+        os.chdir(workdir)
+    except OSError as e:
+        # Docker does not create a missing -w directory for exec (run does): it refuses.
+        raise ContainerError(
+            f"chdir to cwd ({workdir!r}) set for exec failed: {(e.strerror or '').lower()}"
+        ) from None
+    who = payload.get("user") or ""
+    if payload.get("console"):
+        console(who or "0")
+    if who:
+        return user.switch(who)
+    return {"HOME": user.resolve("0")[3]}
