@@ -105,36 +105,44 @@ def create(spec: ContainerSpec) -> state.Record:
     argv = command_for(spec, config)
     cid = secrets.token_hex(32)
     hostname = spec.hostname or cid[:12]
-    record = state.create(
-        cid,
-        {
-            "name": spec.name or "",
-            "image": spec.image,
-            "image_digest": image.digest,
-            "image_id": image.id,
-            "argv": argv,
-            "env": env_for(spec, config, hostname),
-            "workdir": spec.workdir or config.get("WorkingDir") or "/",
-            "user": spec.user if spec.user is not None else config.get("User") or "",
-            "hostname": hostname,
-            "namespaces": sorted(spec.namespaces),
-            "masked_paths": spec.masked_paths,
-            "tty": spec.tty,
-            "interactive": spec.interactive,
-            "init": spec.init,
-            "auto_remove": spec.auto_remove,
-            "stop_signal": config.get("StopSignal") or "SIGTERM",
-        },
-    )
-    try:
+
+    def prepare(d) -> None:
+        # Under the record's lock, before it is complete: a killed create leaves a hold
+        # and a directory that `system doctor` can tell from a create in progress.
         store.hold(cid, image)
         for sub in ("upper", "work", "rootfs"):
-            (record.dir / sub).mkdir()
+            (d / sub).mkdir()
+
+    try:
+        return state.create(
+            cid,
+            {
+                "name": spec.name or "",
+                "image": spec.image,
+                "image_digest": image.digest,
+                "image_id": image.id,
+                "argv": argv,
+                "env": env_for(spec, config, hostname),
+                "workdir": spec.workdir or config.get("WorkingDir") or "/",
+                "user": spec.user if spec.user is not None else config.get("User") or "",
+                "hostname": hostname,
+                "namespaces": sorted(spec.namespaces),
+                "masked_paths": spec.masked_paths,
+                "tty": spec.tty,
+                "interactive": spec.interactive,
+                "init": spec.init,
+                "auto_remove": spec.auto_remove,
+                "stop_signal": config.get("StopSignal") or "SIGTERM",
+                # Who created it: a --rm container still "created" after its creator died
+                # was never started and never will be (see `system doctor`).
+                "creator_pid": os.getpid(),
+                "creator_start": state.process_start(os.getpid()),
+            },
+            prepare=prepare,
+        )
     except BaseException:
         store.release(cid)
-        state.delete(cid)
         raise
-    return record
 
 
 def launch(
@@ -209,8 +217,10 @@ def finish(cid: str, exit_code: int) -> state.Record:
 
 def remove_record(cid: str) -> None:
     """Delete an exited container: its record, its writable layer, its hold on the image."""
-    Store().release(cid)
+    # The record first, the hold last: a removal killed in between leaves a hold on no
+    # container (which `system doctor` finds), never a container whose image can vanish.
     state.delete(cid)
+    Store().release(cid)
 
 
 class Container:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from containerlab import paths, rootfs, syscalls
 from containerlab.image.store import Store
-from containerlab.runtime import state
+from containerlab.runtime import container, state
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,69 @@ def _root_container(pid: str, containers: str) -> str | None:
     return None
 
 
+def _state_root_of(pid: str) -> str:
+    """The state root a containerlab process works on (its ``CONTAINERLAB_ROOT``)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            for item in f.read().split(b"\0"):
+                if item.startswith(b"CONTAINERLAB_ROOT=") and item[18:]:
+                    return item[18:].decode(errors="replace")
+    except OSError:
+        return ""
+    return paths.DEFAULT_ROOT
+
+
+def _supervisors() -> dict[str, list[str]]:
+    """Every live supervisor process of this state root, by the container id it serves.
+
+    Supervisors of other state roots (another user's lab, another test) are not ours to
+    judge: their containers are not in our records.
+    """
+    out: dict[str, list[str]] = {}
+    ours = str(paths.state_root())
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        cmd = _cmdline(pid)
+        if (
+            "containerlab.runtime.supervisor" in cmd
+            and state.process_start(int(pid))
+            and _state_root_of(pid) == ours
+        ):
+            rest = cmd.split("containerlab.runtime.supervisor", 1)[1].split()
+            if rest:
+                out.setdefault(rest[0], []).append(pid)
+    return out
+
+
+def _complete(cid: str) -> bool:
+    """A record exists for ``cid``, or is being written right now (its lock is held).
+
+    The lock is tested first: a create holds it until ``config.json`` exists, so "not busy,
+    then no config.json" cannot be a create that finished between the two looks.
+    """
+    return state.busy(cid) or (state.container_dir(cid) / "config.json").exists()
+
+
+def _abandoned(rec: state.Record, supervisors: dict[str, list[str]]) -> str:
+    """Why a record that exists is nevertheless a leftover ("" if it is not)."""
+    st = rec.state
+    if st.status == "removing":
+        return "its removal was interrupted"
+    if not rec.config.get("auto_remove") or rec.running or rec.id in supervisors:
+        return ""
+    if state.alive(st.supervisor_pid, st.supervisor_start):
+        return ""  # its supervisor is about to remove it
+    if st.status == "created" and state.alive(
+        int(rec.config.get("creator_pid", 0)), int(rec.config.get("creator_start", 0))
+    ):
+        return ""  # `run --rm` is about to start it
+    return "a --rm container whose supervisor died before removing it"
+
+
 def examine() -> list[Finding]:
     findings: list[Finding] = []
     root = state.root()
     known = set(state.all_ids())
+    supervisors = _supervisors()
     running = set()
     for cid in known:
         try:
@@ -68,7 +127,10 @@ def examine() -> list[Finding]:
             after = state.refresh(before)
         except state.NoSuchContainerError:
             continue
-        if before.state.status != after.state.status:
+        why = _abandoned(after, supervisors)
+        if why:
+            findings.append(Finding("record", cid[:12], why + " (removed by --fix)"))
+        elif before.state.status != after.state.status:
             findings.append(
                 Finding(
                     "record",
@@ -81,34 +143,35 @@ def examine() -> list[Finding]:
             running.add(cid)
     if root.is_dir():
         for d in root.iterdir():
-            if d.name not in known:
+            if d.name not in known and not _complete(d.name):
                 findings.append(
                     Finding(
                         "dir",
                         str(d),
-                        "a container directory with no complete record (creation was interrupted)",
+                        "a container directory with no complete record (creation or "
+                        "removal was interrupted)",
                     )
                 )
     if state.names_dir().is_dir():
         for link in state.names_dir().iterdir():
             with contextlib.suppress(OSError):
-                if os.readlink(link) not in known:
+                if not _complete(os.readlink(link)):
                     findings.append(Finding("name", link.name, "names no container"))
     store = Store()
     for holder in store.holders():
-        if holder not in known:
+        if not _complete(holder):
             findings.append(
                 Finding("hold", holder[:12], "holds an image for a container that no longer exists")
             )
     containers = str(root)
+    strays = {pid: cid for cid, pids in supervisors.items() for pid in pids}
     for pid in (p for p in os.listdir("/proc") if p.isdigit()):
-        cmd = _cmdline(pid)
-        owner = None
-        if "containerlab.runtime.supervisor" in cmd:
-            owner = cmd.split("containerlab.runtime.supervisor", 1)[1].split()[0]
-        else:
+        if pid not in strays:
             owner = _root_container(pid, containers)
-        if owner is not None and owner not in running:
+            if owner is not None:
+                strays[pid] = owner
+    for pid, owner in sorted(strays.items(), key=lambda item: int(item[0])):
+        if owner not in running and not state.busy(owner):
             findings.append(
                 Finding("process", pid, f"belongs to container {owner[:12]}, which is not running")
             )
@@ -139,7 +202,10 @@ def repair(findings: list[Finding]) -> list[str]:
     """Remove every leftover found; returns what was done, one line each."""
     done = []
     store = Store()
-    for f in sorted(findings, key=lambda f: f.kind != "process"):  # processes first
+    # Processes first (they hold the rest), then mounts (a directory with a mount point
+    # inside cannot be removed), then the rest.
+    order = {"process": 0, "mount": 1}
+    for f in sorted(findings, key=lambda f: order.get(f.kind, 2)):
         with contextlib.suppress(OSError):
             if f.kind == "process":
                 os.kill(int(f.what), signal.SIGKILL)
@@ -153,13 +219,23 @@ def repair(findings: list[Finding]) -> list[str]:
                     os.unlink(f.what)
                 done.append(f"removed {f.what}")
             elif f.kind == "name":
-                os.unlink(state.names_dir() / f.what)
+                link = state.names_dir() / f.what
+                if not _complete(os.readlink(link)):  # not taken again meanwhile
+                    os.unlink(link)
                 done.append(f"removed name {f.what}")
             elif f.kind == "hold":
                 for holder in store.holders():
-                    if holder.startswith(f.what):
+                    if holder.startswith(f.what) and not _complete(holder):
                         store.release(holder)
                 done.append(f"released image hold of {f.what}")
             elif f.kind == "record":
-                done.append(f"recorded {f.what} as exited")
+                try:
+                    rec = state.load(state.resolve(f.what))
+                except state.ContainerError:
+                    continue
+                if _abandoned(rec, _supervisors()):
+                    container.remove_record(rec.id)
+                    done.append(f"removed container {f.what}")
+                else:
+                    done.append(f"recorded {f.what} as exited")
     return done

@@ -105,7 +105,10 @@ def stop(name_or_id: str, timeout: float | None = None) -> state.Record:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         wait_pid_exit(pid, start_t, None)
-    return _wait_recorded(rec.id)
+    try:
+        return _wait_recorded(rec.id)
+    except state.NoSuchContainerError:
+        return rec  # removed meanwhile (a racing `rm -f`, or --rm): it is stopped for good
 
 
 def wait(name_or_id: str, timeout: float | None = None) -> int:
@@ -138,11 +141,30 @@ def remove(name_or_id: str, force: bool = False) -> str:
         with contextlib.suppress(ProcessLookupError):
             os.kill(rec.state.pid, signal.SIGKILL)
         wait_pid_exit(rec.state.pid, rec.state.pid_start, 10)
-        rec = _wait_recorded(rec.id)
-    with contextlib.suppress(state.NoSuchContainerError):
-        state.update(rec.id, status="removing")
+        sup, sup_start = rec.state.supervisor_pid, rec.state.supervisor_start
+        try:
+            rec = _wait_recorded(rec.id)
+        except state.NoSuchContainerError:
+            return rec.id  # its --rm, or a racing rm, removed it meanwhile
+        # A detached container's supervisor exits right after recording the exit: wait for
+        # it, so that nothing of the container is left once `rm -f` returns. (A foreground
+        # supervisor, a CLI or a notebook, lives on and is not waited for.)
+        if _is_supervisor(sup):
+            wait_pid_exit(sup, sup_start, 5)
+    try:
+        state.mark_removing(rec.id)
+    except state.NoSuchContainerError:
+        return rec.id  # removed meanwhile by someone else: what rm wanted
     container.remove_record(rec.id)
     return rec.id
+
+
+def _is_supervisor(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"containerlab.runtime.supervisor" in f.read()
+    except OSError:
+        return False
 
 
 def rename(name_or_id: str, new: str) -> state.Record:

@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -114,15 +114,38 @@ def _write_json(path: Path, doc: dict) -> None:
 
 @contextlib.contextmanager
 def locked(cid: str) -> Iterator[None]:
-    """The container's lock: one state change at a time, across processes."""
+    """The container's lock: one state change at a time, across processes.
+
+    The lock file is opened, never created: ``create`` makes it, and a record being removed
+    must not get it back (an open with O_CREAT would recreate it in a half-removed directory).
+    """
     d = container_dir(cid)
     try:
-        f = open(d / "lock", "a")  # noqa: SIM115  (closed by the with below)
+        fd = os.open(d / "lock", os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NoSuchContainerError(f"no such container: {cid[:12]}") from None
-    with f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
+
+
+def busy(cid: str) -> bool:
+    """Whether a process holds the container's lock right now (a ``create`` in progress
+    holds it until the record is complete). A dead holder holds nothing: the kernel drops
+    an flock with the last descriptor, so a killed ``create`` leaves its lock free."""
+    try:
+        fd = os.open(container_dir(cid) / "lock", os.O_RDWR | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def load(cid: str) -> Record:
@@ -211,50 +234,86 @@ def _random_name() -> str:
     return f"{random.choice(left)}_{random.choice(right)}"
 
 
-def create(cid: str, config: dict[str, Any]) -> Record:
-    """Write a new container's record; its name (given, or a random one) is reserved first."""
-    name = config.get("name") or ""
-    if name:
-        _reserve_name(name, cid)
-    else:
-        for _ in range(50):
-            name = _random_name() + (f"_{os.urandom(2).hex()}" if _ else "")
-            try:
-                _reserve_name(name, cid)
-                break
-            except ContainerError:
-                continue
-    config = {**config, "name": name, "id": cid, "created": now()}
+def create(
+    cid: str, config: dict[str, Any], prepare: Callable[[Path], None] | None = None
+) -> Record:
+    """Write a new container's record; its name (given, or a random one) is reserved too.
+
+    The directory and its lock come first, and the lock is held until the record is
+    complete: ``config.json`` is written last and marks it so (``all_ids`` lists only
+    those). ``prepare(dir)`` runs before that, under the lock (the runtime holds the image
+    and makes the layer directories there). Whatever a killed ``create`` leaves is then a
+    directory without ``config.json`` whose lock nobody holds, and a name pointing at it:
+    ``system doctor`` finds both, and never mistakes a ``create`` in progress for them.
+    """
     d = container_dir(cid)
+    root().mkdir(parents=True, exist_ok=True)
+    d.mkdir()
+    name = config.get("name") or ""
     try:
-        d.mkdir(parents=True)
-        _write_json(d / "config.json", config)
-        _write_json(d / "state.json", asdict(State()))
-        (d / "lock").touch()
+        fd = os.open(d / "lock", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if name:
+                _reserve_name(name, cid)
+            else:
+                for _ in range(50):
+                    name = _random_name() + (f"_{os.urandom(2).hex()}" if _ else "")
+                    try:
+                        _reserve_name(name, cid)
+                        break
+                    except ContainerError:
+                        name = ""
+                        continue
+            config = {**config, "name": name, "id": cid, "created": now()}
+            _write_json(d / "state.json", asdict(State()))
+            if prepare is not None:
+                prepare(d)
+            _write_json(d / "config.json", config)  # last: the record is complete
+        finally:
+            os.close(fd)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(names_dir() / name)
+        if name:
+            with contextlib.suppress(FileNotFoundError):
+                if os.readlink(names_dir() / name) == cid:
+                    os.unlink(names_dir() / name)
         shutil.rmtree(d, ignore_errors=True)
         raise
     return Record(cid, d, config, State())
 
 
 def rename(cid: str, new: str) -> Record:
-    rec = load(cid)
+    """Give a container a new name: the new one is reserved first (so of many renames to one
+    name exactly one wins), then the record changed under its lock, then the old name freed."""
+    load(cid)
     _reserve_name(new, cid)
-    with locked(cid):
-        rec = load(cid)
-        config = {**rec.config, "name": new}
-        _write_json(rec.dir / "config.json", config)
+    try:
+        with locked(cid):
+            rec = load(cid)
+            config = {**rec.config, "name": new}
+            _write_json(rec.dir / "config.json", config)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            if os.readlink(names_dir() / new) == cid:
+                os.unlink(names_dir() / new)
+        raise
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(names_dir() / rec.name)
+        if os.readlink(names_dir() / rec.name) == cid:
+            os.unlink(names_dir() / rec.name)
     return replace(rec, config=config)
 
 
 def delete(cid: str) -> None:
-    """Remove the record and its name (the caller has stopped everything first)."""
+    """Remove the record and its name (the caller has stopped everything first).
+
+    Under the lock, ``config.json`` goes first: from that instant the record no longer
+    exists for anyone (``load`` fails, ``all_ids`` skips it), and a removal killed halfway
+    leaves only a directory without a record, which ``system doctor`` removes.
+    """
     try:
-        rec = load(cid)
+        with locked(cid):
+            rec = load(cid)
+            os.unlink(rec.dir / "config.json")
     except NoSuchContainerError:
         return
     with contextlib.suppress(FileNotFoundError):
@@ -341,6 +400,21 @@ def refresh(rec: Record) -> Record:
         )
         _write_json(current.dir / "state.json", asdict(state))
         return replace(current, state=state)
+
+
+def mark_removing(cid: str) -> Record:
+    """Mark a container "removing" under its lock, unless it runs (it may have been started
+    since the caller looked): from then on nothing starts it again."""
+    with locked(cid):
+        rec = load(cid)
+        if rec.running and not _orphaned(rec):
+            raise ContainerError(
+                f"cannot remove container {rec.name} ({rec.short_id}): it is running; "
+                "stop it first, or use rm -f"
+            )
+        state = replace(rec.state, status="removing", pid=0)
+        _write_json(rec.dir / "state.json", asdict(state))
+        return replace(rec, state=state)
 
 
 def list_records(all_states: bool = True) -> list[Record]:

@@ -103,15 +103,22 @@ def supervise(cid: str, report_fd: int) -> int:
                 del sources[fd]
     log.close()
     code = proc.wait()
-    container.finish(cid, code)
+    try:
+        container.finish(cid, code)
+    except state.NoSuchContainerError:
+        return 0  # `rm -f` removed it meanwhile: nothing left to record
     if rec.config.get("auto_remove"):
         container.remove_record(cid)
     return 0
 
 
 def _report(fd: int, message: dict) -> None:
+    """Tell the CLI how the start went. A CLI killed meanwhile (its end of the pipe is gone)
+    must not take the container down with it: the container runs on, as after ``run -d``."""
     try:
         os.write(fd, json.dumps(message).encode() + b"\n")
+    except BrokenPipeError:
+        pass
     finally:
         os.close(fd)
 
