@@ -74,6 +74,18 @@ def execed(p: subprocess.Popen, comm: str) -> None:
     wait_until(lambda: text(f"/proc/{p.pid}/comm").strip() == comm)
 
 
+def joined(cg: cgroups.Cgroup, p: subprocess.Popen) -> None:
+    """Wait until ``p`` is listed in the cgroup.procs of every directory of ``cg``.
+
+    A process's own CPU time is no proof: under QEMU/TCG a shell burns tens of milliseconds
+    starting up before its join_command prologue runs.
+    """
+    wait_until(
+        lambda: all(str(p.pid) in text(f"{d}/cgroup.procs").split() for d in cg.paths().values()),
+        timeout=20,
+    )
+
+
 def cpu_ticks(pid: int) -> int:
     """utime + stime of a process, in clock ticks (/proc/PID/stat fields 14 and 15)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -231,7 +243,7 @@ def test_memory_limit_oom_kills_a_hog(procs):
 def test_cpus_throttles_a_busy_loop(procs):
     with cgroups.cgroup(name(), Limits(cpus=0.2)) as cg:
         assert ctl(cg, "cpu", "cpu.max", "cpu.cfs_quota_us") in ("20000 100000", "20000")
-        procs(cg, BUSY)
+        joined(cg, procs(cg, BUSY))
         time.sleep(0.2)
         a = cg.read()
         time.sleep(1.0)
@@ -289,6 +301,7 @@ def test_cpu_shares_become_weight_and_cpuset_pins(procs):
 def test_freeze_stops_the_clock_of_a_busy_process_and_thaw_restarts_it(procs):
     with cgroups.cgroup(name()) as cg:
         p = procs(cg, BUSY)
+        joined(cg, p)
         wait_until(lambda: cpu_ticks(p.pid) > 5)
         cg.freeze()
         assert cg.frozen()
@@ -313,7 +326,8 @@ def test_kill_empties_the_cgroup_but_keeps_it(procs):
 def test_kill_a_frozen_cgroup(procs):
     with cgroups.cgroup(name()) as cg:
         p = procs(cg, BUSY)
-        wait_until(lambda: cpu_ticks(p.pid) > 5)  # joined everything and busy
+        joined(cg, p)
+        joined(cg, p)
         cg.freeze()
         cg.kill()
         assert cg.pids() == []
@@ -464,6 +478,8 @@ def test_v2_driver_on_any_cgroup2_mount(procs, monkeypatch):
         if not os.path.exists(f"{cg.path()}/cgroup.freeze"):
             pytest.skip("cgroup.freeze needs Linux 5.2")
         busy, sleeper = procs(cg, BUSY), procs(cg, SLEEP)
+        joined(cg, busy)
+        joined(cg, sleeper)
         wait_until(lambda: cpu_ticks(busy.pid) > 5)
         assert sorted(cg.pids()) == sorted([busy.pid, sleeper.pid])
         cg.freeze()
