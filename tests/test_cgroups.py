@@ -327,7 +327,6 @@ def test_kill_a_frozen_cgroup(procs):
     with cgroups.cgroup(name()) as cg:
         p = procs(cg, BUSY)
         joined(cg, p)
-        joined(cg, p)
         cg.freeze()
         cg.kill()
         assert cg.pids() == []
