@@ -414,13 +414,9 @@ class Store:
             return None
         for p in self.leases.glob("pending-*"):
             pid = int(p.name.split("-")[1])
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not _running(pid):
                 p.unlink(missing_ok=True)
                 continue
-            except PermissionError:
-                pass
             t = p.stat().st_mtime
             oldest = t if oldest is None else min(oldest, t)
         return oldest
@@ -481,6 +477,15 @@ def _need(store: Store, digest: str, what: str) -> str:
             "the image is incomplete: pull or load it again"
         )
     return digest
+
+
+def _running(pid: int) -> bool:
+    """Whether a process exists and has not exited (a zombie has: only its wait is missing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
 
 
 def _is_hex_prefix(text: str) -> bool:
