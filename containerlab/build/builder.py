@@ -16,6 +16,7 @@ against ``image prune``; ``containerlab builder prune`` drops them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -89,7 +90,9 @@ def _key(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def _base(store: Store, ref: str, built: dict[int, Snapshot], stage: df.Stage) -> Snapshot:
+def _base(
+    store: Store, ref: str, built: dict[int, Snapshot], stage: df.Stage, filename: str
+) -> Snapshot:
     if stage.base_index is not None:
         return built[stage.base_index]
     if ref == "scratch":
@@ -100,7 +103,7 @@ def _base(store: Store, ref: str, built: dict[int, Snapshot], stage: df.Stage) -
     try:
         return Snapshot.of(image_for(store, ref))
     except ContainerlabError as e:
-        raise BuildError(f"{stage.from_instruction.line}: FROM {ref}: {e}") from None
+        raise BuildError(f"{filename}:{stage.from_instruction.line}: FROM {ref}: {e}") from None
 
 
 def build(
@@ -136,7 +139,9 @@ def build(
     for note in parsed.notes:
         out(f"note: {note}")
     matcher = dockerignore.load(ctx)
-    allowed = set(dockerignore.walk(ctx, matcher))
+    # what COPY may read: files, and the directories the context keeps (an ignored
+    # directory is absent, unless it holds a re-included file)
+    allowed = set(dockerignore.walk(ctx, matcher, include_dirs=True))
     final = df.stage_for_target(parsed, target)
     needed = df.stages_needed(parsed, final)
     total = sum(1 + len(parsed.stages[i].instructions) for i in needed)
@@ -149,7 +154,7 @@ def build(
             stage = parsed.stages[index]
             number += 1
             t0 = time.monotonic()
-            snap = _base(store, stage.base, built, stage)
+            snap = _base(store, stage.base, built, stage, parsed.filename)
             key = _key("FROM", snap.digest or "scratch", str(stage.base_index))
             out(
                 f"[{number}/{total}] FROM {stage.base}"
@@ -261,6 +266,9 @@ def _step_in(
         json.dumps(sorted(run_env.items())) if instr.keyword == "RUN" else "",
         content,
     )
+    if instr.keyword == "CMD":
+        # Set on a cache hit too: a later ENTRYPOINT keeps a CMD of this stage.
+        flags["cmd_set"] = True
     hit = cache.get(step_key)
     if hit is not None:
         out(f"{label}  CACHED")
@@ -272,7 +280,11 @@ def _step_in(
         )
     out(label)
     shell = tuple(snap.run.get("Shell") or DEFAULT_SHELL)
-    history = df.created_by(instr, shell, content[:12] or None)
+    shown = instr
+    if isinstance(args, df.PathArgs):
+        # history shows the directory WORKDIR resolved to, as Docker's does
+        shown = dataclasses.replace(instr, args=df.PathArgs(_workdir(snap, args.path)))
+    history = df.created_by(shown, shell, content[:12] or None)
     layer = diff_id = None
     if instr.keyword == "RUN":
         assert isinstance(args, df.CommandArgs)
@@ -293,18 +305,22 @@ def _step_in(
         chown = None
         if args.chown:
             chown = args.chown.user + (f":{args.chown.group}" if args.chown.group else "")
-        layer, diff_id = steps.copy_step(
-            store,
-            snap,
-            src_root=copy_root or ctx,
-            sources=copy_sources,
-            dest=args.dest,
-            workdir=snap.run.get("WorkingDir") or "/",
-            chown=chown,
-            chmod=f"{args.chmod:o}" if args.chmod is not None else None,
-            allowed=allowed if copy_root == ctx else None,
-            extract_archives=instr.keyword == "ADD" and args.unpack is not False,
-        )
+        try:
+            layer, diff_id = steps.copy_step(
+                store,
+                snap,
+                src_root=copy_root or ctx,
+                sources=copy_sources,
+                dest=args.dest,
+                workdir=snap.run.get("WorkingDir") or "/",
+                chown=chown,
+                chmod=f"{args.chmod:o}" if args.chmod is not None else None,
+                allowed=allowed if copy_root == ctx else None,
+                extract_archives=instr.keyword == "ADD" and args.unpack is not False,
+                inline=tuple((d.name, d.content) for d in args.heredocs),
+            )
+        except BuildError as e:
+            raise BuildError(f"{where}: {e}") from None
     else:
         _apply_metadata(snap, instr, shell, flags)
     nxt = snap.then(store, history, layer=layer, diff_id=diff_id)
@@ -313,6 +329,11 @@ def _step_in(
     out(f"    done {seconds:.1f}s")
     size = int(layer["size"]) if layer else 0
     return nxt, step_key, StepResult(stage, number, instr.original.strip(), False, seconds, size)
+
+
+def _workdir(snap: Snapshot, path: str) -> str:
+    """WORKDIR's path: a relative one is under the current WORKDIR."""
+    return os.path.normpath(os.path.join(snap.run.get("WorkingDir") or "/", path))
 
 
 def _canonical(args: object) -> object:
@@ -336,10 +357,6 @@ def _copy_inputs(
     From the context: the files' content (``.dockerignore`` applied). From a stage or an
     image (``--from``): its filesystem mounted read-only; its digest names the content.
     """
-    if args.heredocs:
-        raise BuildError(
-            f"{where}: COPY <<heredoc is not supported yet; write the file in the context instead"
-        )
     try:
         if args.from_index is not None or args.from_stage:
             if args.from_index is not None:
@@ -374,14 +391,12 @@ def _apply_metadata(
     elif kw in ("CMD", "ENTRYPOINT"):
         argv = [*shell, *args.command] if args.shell_form else list(args.command)
         run["Cmd" if kw == "CMD" else "Entrypoint"] = argv
-        if kw == "CMD":
-            flags["cmd_set"] = True
-        elif not flags.get("cmd_set"):
+        if kw == "ENTRYPOINT" and not flags.get("cmd_set"):
             # Docker: an ENTRYPOINT drops the CMD inherited from the base image (a CMD
             # given earlier in this stage stays).
             run.pop("Cmd", None)
     elif kw == "WORKDIR":
-        run["WorkingDir"] = os.path.normpath(os.path.join(run.get("WorkingDir") or "/", args.path))
+        run["WorkingDir"] = _workdir(snap, args.path)
     elif kw == "USER":
         run["User"] = args.user + (f":{args.group}" if args.group else "")
     elif kw == "EXPOSE":

@@ -11,7 +11,6 @@ tree copy the attributes the image already has for them, so ``COPY x /tmp/`` doe
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import hashlib
 import os
 import shutil
@@ -123,32 +122,44 @@ def _ids(spec: str | None, root: Path | None) -> tuple[int | None, int | None]:
         uid, gid, _, _ = resolve(spec, passwd, groups)
     except ContainerlabError as e:
         raise BuildError(f"--chown={spec}: {e}") from None
-    if user.isdigit() and not group and gid == 0 and int(user) != 0:
-        gid = int(user)
+    if user.isdigit() and not group:
+        gid = uid  # BuildKit: a uid alone is also the gid, whatever passwd says
     return uid, gid
 
 
 def match_sources(root: Path, patterns: list[str], allowed: set[str] | None) -> list[Path]:
-    """The files and directories the sources name, relative to ``root`` (globs allowed)."""
+    """The files and directories the sources name, relative to ``root`` (globs allowed).
+
+    Globs follow Go's ``filepath.Match`` as Docker does: ``*`` and ``?`` never cross a
+    ``/``, so ``*.md`` names the context's top-level Markdown files, not ``doc/x.md``.
+    """
+    from containerlab.build import dockerignore
+
     out: list[Path] = []
     for pattern in patterns:
         clean = os.path.normpath(pattern.lstrip("/")) if pattern not in ("", ".") else "."
         if clean.startswith(".."):
             raise BuildError(f"COPY source '{pattern}' is outside the build context")
         if any(ch in clean for ch in "*?["):
-            found = sorted(
-                p
-                for p in root.rglob("*")
-                if fnmatch.fnmatchcase(str(p.relative_to(root)), clean)
-                and (allowed is None or str(p.relative_to(root)) in allowed or p.is_dir())
+            regex = dockerignore.compile_pattern(clean).regex
+            candidates = (
+                sorted(root.rglob("*"))
+                if "**" in clean
+                else _walk_depth(root, clean.count("/") + 1)
             )
+            found = [
+                p
+                for p in candidates
+                if regex.match(str(p.relative_to(root)))
+                and (allowed is None or str(p.relative_to(root)) in allowed)
+            ]
             if not found:
                 raise BuildError(f"no source files were specified: '{pattern}' matches nothing")
             out.extend(found)
         else:
             p = root / clean
             if not (p.exists() or p.is_symlink()) or (
-                allowed is not None and clean != "." and not p.is_dir() and clean not in allowed
+                allowed is not None and clean != "." and clean not in allowed
             ):
                 raise BuildError(
                     f"COPY failed: file not found in build context or excluded "
@@ -158,6 +169,19 @@ def match_sources(root: Path, patterns: list[str], allowed: set[str] | None) -> 
     return out
 
 
+def _walk_depth(root: Path, depth: int) -> list[Path]:
+    """Every path under ``root`` exactly ``depth`` components down, sorted (no symlinked dirs
+    followed): the only candidates a glob of that many components can match."""
+    level = [root]
+    for _ in range(depth):
+        nxt: list[Path] = []
+        for d in level:
+            if d.is_dir() and not d.is_symlink():
+                nxt.extend(sorted(d.iterdir()))
+        level = nxt
+    return level
+
+
 def content_hash(root: Path, sources: list[Path], allowed: set[str] | None) -> str:
     """What a COPY reads, by content: names, modes, bytes (never mtimes: touching a file
     must not invalidate the cache, changing it must)."""
@@ -165,7 +189,7 @@ def content_hash(root: Path, sources: list[Path], allowed: set[str] | None) -> s
     for src in sources:
         for p in [src, *sorted(src.rglob("*"))] if src.is_dir() and not src.is_symlink() else [src]:
             rel = str(p.relative_to(root))
-            if allowed is not None and not p.is_dir() and rel not in allowed and p != root:
+            if allowed is not None and p != root and rel not in allowed:
                 continue
             st = p.lstat()
             h.update(f"{rel}\0{stat.S_IMODE(st.st_mode):o}\0{stat.S_IFMT(st.st_mode)}\0".encode())
@@ -207,12 +231,21 @@ def copy_step(
     chmod: str | None,
     allowed: set[str] | None,
     extract_archives: bool = False,
+    inline: tuple[tuple[str, str], ...] = (),
 ) -> tuple[dict[str, Any], str]:
-    """COPY/ADD ``sources`` (already matched under ``src_root``) to ``dest`` as a layer."""
-    if not dest.startswith("/"):
-        dest = os.path.join(workdir or "/", dest)
-    many = len(sources) > 1 or any(s.is_dir() for s in sources if s != src_root)
-    dest_is_dir = dest.endswith("/") or many or dest in ("/", ".")
+    """COPY/ADD ``sources`` (already matched under ``src_root``) to ``dest`` as a layer.
+
+    ``inline``: heredoc files, (name, content), written as files of their own (``COPY <<EOF
+    /etc/motd``: the file is dest itself; with several, or a dest ending in ``/``, each is
+    ``dest/name``).
+    """
+    # "dir/", "." and ".." name a directory; relative paths are under WORKDIR.
+    dir_hint = dest.endswith(("/", "/.", "/..")) or dest in (".", "..")
+    dest = os.path.normpath(os.path.join(workdir or "/", dest))
+    if dir_hint and dest != "/":
+        dest += "/"
+    many = len(sources) + len(inline) > 1 or any(s.is_dir() for s in sources if s != src_root)
+    dest_is_dir = dest.endswith("/") or many or dest == "/"
     store.tmp.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(dir=store.tmp, prefix="copy-") as tmp,
@@ -223,7 +256,18 @@ def copy_step(
         uid, gid = _ids(chown, image_root)
         mode = int(chmod, 8) if chmod else None
         target_rel = dest.rstrip("/") or "/"
+        if not dest_is_dir and image_root is not None:
+            # COPY a.txt /tmp: an existing directory of the image takes the file inside
+            with contextlib.suppress(OSError):
+                dest_is_dir = stat.S_ISDIR((image_root / target_rel.lstrip("/")).lstat().st_mode)
         _mkparents(staging, target_rel + ("/x" if dest_is_dir else ""), image_root)
+        for name, text in inline:
+            path = staging / (target_rel.lstrip("/") + (f"/{name}" if dest_is_dir else ""))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            os.chmod(path, mode if mode is not None else 0o644)
+            if uid is not None:
+                os.chown(path, uid, gid if gid is not None else uid)
         for src in sources:
             if extract_archives and src.is_file() and _is_archive(src):
                 into = staging / target_rel.lstrip("/")
@@ -246,11 +290,17 @@ def copy_step(
 
 
 def _is_archive(path: Path) -> bool:
+    """Docker's test for ADD: a tar (plain, gzip, bzip2 or xz) whose first header reads.
+
+    Not ``tarfile.is_tarfile``: that calls a file of zero bytes an (empty) archive, and
+    ADD would then drop a disk image instead of copying it.
+    """
     import tarfile
 
     try:
-        return tarfile.is_tarfile(path)
-    except OSError:
+        with tarfile.open(path) as t:
+            return t.next() is not None
+    except Exception:
         return False
 
 
@@ -276,7 +326,7 @@ def _copy_tree(
 ) -> None:
     for p in sorted(src.rglob("*")):
         rel = p.relative_to(src)
-        if allowed is not None and not p.is_dir() and str(p.relative_to(src_root)) not in allowed:
+        if allowed is not None and str(p.relative_to(src_root)) not in allowed:
             continue
         target = into / rel
         if p.is_dir() and not p.is_symlink():
