@@ -28,8 +28,8 @@ from pathlib import Path
 from containerlab.build import dockerfile as df
 from containerlab.build import dockerignore, steps
 from containerlab.build.snapshot import Snapshot
-from containerlab.errors import BuildError, ContainerlabError
-from containerlab.image.store import Store
+from containerlab.errors import BuildError, ContainerlabError, ImageNotFoundError
+from containerlab.image.store import Image, Store
 
 CACHE_PREFIX = "build-"  # store holds named build-<key> are build cache entries
 DEFAULT_SHELL = ("/bin/sh", "-c")
@@ -90,6 +90,17 @@ def _key(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
+def _image_for(store: Store, ref: str) -> Image:
+    """The image ``ref`` names; the runtime (which builds the offline busybox base on first
+    use) is imported only when the store does not have it, to keep cached builds quick."""
+    try:
+        return store.image(ref)
+    except ImageNotFoundError:
+        from containerlab.runtime.container import image_for
+
+        return image_for(store, ref)
+
+
 def _base(
     store: Store, ref: str, built: dict[int, Snapshot], stage: df.Stage, filename: str
 ) -> Snapshot:
@@ -98,10 +109,8 @@ def _base(
     if ref == "scratch":
         snap = Snapshot.scratch()
         return snap
-    from containerlab.runtime.container import image_for
-
     try:
-        return Snapshot.of(image_for(store, ref))
+        return Snapshot.of(_image_for(store, ref))
     except ContainerlabError as e:
         raise BuildError(f"{filename}:{stage.from_instruction.line}: FROM {ref}: {e}") from None
 
@@ -127,11 +136,10 @@ def build(
         text = path.read_text()
     except FileNotFoundError:
         raise BuildError(f"no Dockerfile at {path}; give one with -f") from None
-    from containerlab.runtime.container import image_for
 
     def image_env(ref: str) -> Mapping[str, str]:
         try:
-            return Snapshot.of(image_for(store, ref)).env()
+            return Snapshot.of(_image_for(store, ref)).env()
         except ContainerlabError:
             return {}
 
@@ -364,9 +372,7 @@ def _copy_inputs(
                 if not src.digest:
                     src.store(store)
             else:
-                from containerlab.runtime.container import image_for
-
-                src = Snapshot.of(image_for(store, args.from_stage))
+                src = Snapshot.of(_image_for(store, args.from_stage))
             root = stack.enter_context(steps.mounted(store, src))
             if root is None:
                 raise BuildError(f"COPY --from={args.from_stage}: that stage is empty")

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from containerlab import layers, layertar
 from containerlab.build.snapshot import Snapshot, add_layer_file
 from containerlab.errors import BuildError, ContainerlabError
 from containerlab.image.store import Store
@@ -69,6 +68,8 @@ def run_step(
 
 def _upper_as_layer(store: Store, upper: Path) -> tuple[dict[str, Any], str]:
     store.tmp.mkdir(parents=True, exist_ok=True)
+    from containerlab import layers  # here: a fully cached build never needs it
+
     with tempfile.TemporaryDirectory(dir=store.tmp) as tmp:
         blob = os.path.join(tmp, "layer.tar.gz")
         with open(blob, "wb") as f:
@@ -83,6 +84,8 @@ def mounted(store: Store, snap: Snapshot) -> Iterator[Path | None]:
     if not snap.layers:
         yield None
         return
+    from containerlab import layers
+
     lowers = store.layer_dirs(store.image(snap.digest))
     store.tmp.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=store.tmp, prefix="view-") as tmp:
@@ -246,6 +249,8 @@ def copy_step(
         dest += "/"
     many = len(sources) + len(inline) > 1 or any(s.is_dir() for s in sources if s != src_root)
     dest_is_dir = dest.endswith("/") or many or dest == "/"
+    from containerlab import layertar
+
     store.tmp.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(dir=store.tmp, prefix="copy-") as tmp,
