@@ -120,6 +120,7 @@ def state_machine(highlight: str | None = None, *, title: str | None = None):
         label(src, dst, verb, lx, ly)
     ax.set_title(title or ("container states" + (f" (now: {current})" if current else "")))
     fig.tight_layout()
+    plt.close(fig)  # detached: Jupyter's inline backend would otherwise show it twice
     return fig
 
 
