@@ -431,6 +431,7 @@ BAD = {
     "run exits 3": ("FROM busybox\nRUN echo before\nRUN echo out; exit 3\nCMD x\n", 3, "3"),
     "wrong platform": ("FROM --platform=linux/s390x busybox\nRUN true\n", 1, "platform"),
     "unknown base": ("FROM nosuchimage:1\nRUN true\n", 1, "nosuchimage"),
+    "add from a url": ("FROM busybox\nADD https://127.0.0.1:1/x.tgz /x\n", 2, "URL"),
 }
 
 

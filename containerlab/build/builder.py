@@ -365,6 +365,12 @@ def _copy_inputs(
     From the context: the files' content (``.dockerignore`` applied). From a stage or an
     image (``--from``): its filesystem mounted read-only; its digest names the content.
     """
+    for src in args.sources:
+        if src.startswith(("http://", "https://", "git@")):
+            raise BuildError(
+                f"{where}: ADD {src}: sources from a URL are not supported by containerlab; "
+                "download the file into the build context and ADD that"
+            )
     try:
         if args.from_index is not None or args.from_stage:
             if args.from_index is not None:
