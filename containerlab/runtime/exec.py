@@ -172,20 +172,29 @@ def run(name_or_id: str, spec: ExecSpec, *, proxy_signals: bool = False, **stdio
     With ``proxy_signals`` (the CLI sets it), the signals this process gets go to the
     command instead of killing us: Ctrl-C stops the command, as it would outside.
     """
-    proc = spawn(name_or_id, spec, **stdio)
-    previous = {}
+    # The handlers go in before the command starts: it may be running (and the caller may
+    # signal us) before spawn() returns. A signal that comes before then is held back and
+    # delivered once the command exists.
+    proc: namespaces.NsProcess | None = None
+    pending: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        if proc is None:
+            pending.append(signum)
+        else:
+            _signal(proc, signum)
+
+    previous = {s: signal.signal(s, forward) for s in PROXIED_SIGNALS} if proxy_signals else {}
     try:
-        if proxy_signals:
-            # To the launcher, which forwards to the command (the command is in a PID
-            # namespace and a session of its own).
-            previous = {
-                s: signal.signal(s, lambda n, _f: _signal(proc, n)) for s in PROXIED_SIGNALS
-            }
+        proc = spawn(name_or_id, spec, **stdio)
+        for signum in pending:
+            _signal(proc, signum)
         return proc.wait()
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        proc.close()
+        if proc is not None:
+            proc.close()
 
 
 def _signal(proc: namespaces.NsProcess, sig: int) -> None:
