@@ -233,7 +233,8 @@ def main(fd: int) -> None:
         new = config.get("new", [])
         flags = 0
         for kind in new:
-            flags |= syscalls.NS_FLAGS[kind]
+            if kind != "cgroup":
+                flags |= syscalls.NS_FLAGS[kind]
         if flags:
             syscalls.unshare(flags)
         offsets = config.get("time_offsets")
@@ -245,6 +246,10 @@ def main(fd: int) -> None:
         send(sock, event="unshared", pid=os.getpid())
         if _recv_line(sock).get("event") != "go":
             os._exit(EXIT_SETUP_FAILED)
+        if "cgroup" in new:
+            # Only now: the caller has just moved us into the container's cgroup, and a
+            # cgroup namespace takes the cgroup we are in at this moment as its root.
+            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
         if "user" in new:
             # The maps may also have been written by hand in before_go: read them back.
             _become_root_in_userns(

@@ -192,13 +192,22 @@ def remount_readonly(target: str) -> None:
     S.mount(None, target, None, S.MS_BIND | S.MS_REMOUNT | S.MS_RDONLY | keep)
 
 
+def _mountpoint(path: str) -> str:
+    # An image need not have /proc, /dev or /sys (FROM scratch): make the mount point, as
+    # runc does; it lands in the container's writable layer, never in the image.
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
 def mount_proc(root: str) -> None:
     """A /proc for the container's PID namespace: it lists only the container's processes."""
+    _mountpoint(f"{root}/proc")
     S.mount("proc", f"{root}/proc", "proc", S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC)
 
 
 def mount_sys(root: str) -> None:
     """/sys read-only: devices are visible, nothing can be changed."""
+    _mountpoint(f"{root}/sys")
     S.mount("sysfs", f"{root}/sys", "sysfs", S.MS_RDONLY | S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC)
 
 
@@ -208,7 +217,7 @@ def mount_dev(root: str) -> None:
     The host's /dev holds disks and every terminal; a container gets just the harmless
     nodes, its own pseudo-terminal instance, and its own shared-memory tmpfs.
     """
-    dev = f"{root}/dev"
+    dev = _mountpoint(f"{root}/dev")
     S.mount("tmpfs", dev, "tmpfs", S.MS_NOSUID | S.MS_STRICTATIME, "mode=755,size=65536k")
     for name, major, minor in DEVICES:
         path = f"{dev}/{name}"
@@ -292,7 +301,7 @@ def setup_root(root: str, *, new_net: bool = True, masks: bool = True) -> None:
     if new_net:
         mount_sys(root)
     else:
-        bind("/sys", f"{root}/sys", readonly=True)
+        bind("/sys", _mountpoint(f"{root}/sys"), readonly=True)
     pivot_into(root)
     if masks:
         mask_paths()

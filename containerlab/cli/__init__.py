@@ -17,6 +17,7 @@ from containerlab.cli import build as build_verbs
 from containerlab.cli import containers as container_verbs
 from containerlab.cli import exec as exec_verbs
 from containerlab.cli import images as image_verbs
+from containerlab.cli import resources as resource_verbs
 from containerlab.cli import run as run_verbs
 from containerlab.cli import system as system_verbs
 from containerlab.cli.common import EXIT_CLI_ERROR, Parser
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_verbs.register(sub)
     container_verbs.register(sub)
+    resource_verbs.register(sub)
     exec_verbs.register(sub)
     image_verbs.register(sub)
     build_verbs.register(sub)

@@ -51,7 +51,49 @@ def spec_from(args: argparse.Namespace):
         interactive=args.interactive,
         init=args.init,
         auto_remove=getattr(args, "rm", False),
+        limits=limits_from(args),
     )
+
+
+def limits_from(args: argparse.Namespace):
+    """--memory, --cpus... as ``cgroups.Limits`` (None when no flag was given)."""
+    values = {
+        "memory": args.memory,
+        "memory_swap": args.memory_swap,
+        "cpus": args.cpus,
+        "cpu_shares": args.cpu_shares,
+        "cpuset_cpus": args.cpuset_cpus,
+        "pids": args.pids_limit,
+    }
+    if all(v is None for v in values.values()):
+        return None
+    from containerlab import cgroups
+
+    if values["memory"] is not None:
+        values["memory"] = cgroups.parse_size(values["memory"])
+    if values["memory_swap"] is not None:
+        swap = values["memory_swap"]
+        values["memory_swap"] = -1 if swap == "-1" else cgroups.parse_size(swap)
+    if values["cpus"] is not None:
+        values["cpus"] = cgroups.parse_cpus(values["cpus"])
+    return cgroups.Limits(**{k: v for k, v in values.items() if v is not None})
+
+
+def resource_flags(p: argparse.ArgumentParser) -> None:
+    """The cgroup limits, as `docker run` and `docker update` spell them."""
+    p.add_argument(
+        "-m",
+        "--memory",
+        metavar="BYTES",
+        help="memory limit (e.g. 64m, 1g); the OOM killer acts above it",
+    )
+    p.add_argument(
+        "--memory-swap", metavar="BYTES", help="memory plus swap limit (-1: unlimited swap)"
+    )
+    p.add_argument("--cpus", metavar="N", help="CPUs' worth of time, e.g. 0.5")
+    p.add_argument("--cpu-shares", type=int, metavar="N", help="relative CPU weight (default 1024)")
+    p.add_argument("--cpuset-cpus", metavar="LIST", help="CPUs it may run on, e.g. 0-1 or 0")
+    p.add_argument("--pids-limit", type=int, metavar="N", help="most processes and threads at once")
 
 
 def _explain(args: argparse.Namespace) -> None:
@@ -150,6 +192,7 @@ def _container_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
     p.add_argument(
         "--hostname", "-h", metavar="NAME", help="container hostname (default: the short id)"
     )
+    resource_flags(p)
     p.add_argument(
         "--explain",
         action="store_true",

@@ -16,6 +16,7 @@ foreground ``run`` that is the CLI (or a notebook, through :class:`Container`); 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -133,6 +134,8 @@ def create(spec: ContainerSpec) -> state.Record:
                 "init": spec.init,
                 "auto_remove": spec.auto_remove,
                 "stop_signal": config.get("StopSignal") or "SIGTERM",
+                # The cgroup it will run in, named before it exists (see `system doctor`).
+                "cgroup": {"name": f"clab-{cid[:12]}", "limits": limits_dict(spec.limits)},
                 # Who created it: a --rm container still "created" after its creator died
                 # was never started and never will be (see `system doctor`).
                 "creator_pid": os.getpid(),
@@ -180,6 +183,7 @@ def launch(
         new=frozenset(cfg["namespaces"]),
         hostname=cfg["hostname"] if "uts" in cfg["namespaces"] else None,
     )
+    cg = make_cgroup(cfg)
     try:
         proc = namespaces.spawn(
             cfg["argv"],
@@ -191,9 +195,18 @@ def launch(
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
+            # The launcher joins the cgroup before it forks: every process of the
+            # container is born inside, none is ever outside its limits.
+            before_go=cg.add if cg is not None else None,
         )
     except ContainerlabError as e:
+        if cg is not None:
+            cg.remove()
         state.update(record.id, error=str(e), exit_code=e.exit_code)
+        raise
+    except BaseException:
+        if cg is not None:
+            cg.remove()
         raise
     state.update(
         record.id,
@@ -210,15 +223,75 @@ def launch(
     return proc
 
 
+def limits_dict(limits: Any) -> dict[str, Any]:
+    """Limits as plain data for the record (only what was set)."""
+    if limits is None:
+        return {}
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(limits).items() if v not in (None, (), [])}
+
+
+def cgroup_limits(cfg: dict[str, Any]):
+    from containerlab import cgroups
+
+    return cgroups.Limits(**(cfg.get("cgroup") or {}).get("limits", {}))
+
+
+def make_cgroup(cfg: dict[str, Any]):
+    """The container's cgroup with its limits: created at each start, removed at each exit."""
+    if not cfg.get("cgroup"):
+        return None
+    from containerlab import cgroups
+
+    name = cfg["cgroup"]["name"]
+    with contextlib.suppress(ContainerlabError):
+        cgroups.Cgroup.open(name).remove()  # a leftover of a start that was killed
+    return cgroups.Cgroup.create(name, cgroup_limits(cfg))
+
+
+def open_cgroup(cfg: dict[str, Any]):
+    """The container's cgroup if it exists (while it runs), else None."""
+    if not cfg.get("cgroup"):
+        return None
+    from containerlab import cgroups
+
+    try:
+        return cgroups.Cgroup.open(cfg["cgroup"]["name"])
+    except ContainerlabError:
+        return None
+
+
 def finish(cid: str, exit_code: int) -> state.Record:
-    """Record that a container's command ended (the supervisor calls this)."""
-    return state.update(cid, status="exited", pid=0, exit_code=exit_code, finished_at=state.now())
+    """Record that a container's command ended (the supervisor calls this).
+
+    Its cgroup goes with it, after one last look: a kill by the kernel's OOM killer inside
+    it is what Docker reports as ``OOMKilled`` (the exit code alone, 137, cannot tell an
+    OOM kill from ``docker kill``).
+    """
+    oom = False
+    try:
+        cg = open_cgroup(state.load(cid).config)
+    except state.NoSuchContainerError:
+        cg = None
+    if cg is not None:
+        try:
+            oom = bool(cg.read().oom_kill)
+        finally:
+            cg.remove()
+    return state.update(
+        cid, status="exited", pid=0, exit_code=exit_code, finished_at=state.now(), oom_killed=oom
+    )
 
 
 def remove_record(cid: str) -> None:
     """Delete an exited container: its record, its writable layer, its hold on the image."""
     # The record first, the hold last: a removal killed in between leaves a hold on no
     # container (which `system doctor` finds), never a container whose image can vanish.
+    with contextlib.suppress(state.NoSuchContainerError):
+        cg = open_cgroup(state.load(cid).config)
+        if cg is not None:
+            cg.remove()
     state.delete(cid)
     Store().release(cid)
 

@@ -22,6 +22,7 @@ import signal
 from dataclasses import dataclass
 
 from containerlab import paths, rootfs, syscalls
+from containerlab.errors import ContainerlabError
 from containerlab.image.store import Store
 from containerlab.runtime import container, state
 
@@ -141,6 +142,19 @@ def examine() -> list[Finding]:
             )
         if after.running:
             running.add(cid)
+        elif not state.busy(cid):
+            # A cgroup outlives its container only if the supervisor died before `finish`.
+            from containerlab.runtime.container import open_cgroup
+
+            cg = open_cgroup(after.config)
+            if cg is not None:
+                findings.append(
+                    Finding(
+                        "cgroup",
+                        after.config["cgroup"]["name"],
+                        f"the cgroup of container {cid[:12]}, which is not running",
+                    )
+                )
     if root.is_dir():
         for d in root.iterdir():
             if d.name not in known and not _complete(d.name):
@@ -210,6 +224,12 @@ def repair(findings: list[Finding]) -> list[str]:
             if f.kind == "process":
                 os.kill(int(f.what), signal.SIGKILL)
                 done.append(f"killed process {f.what}")
+            elif f.kind == "cgroup":
+                from containerlab import cgroups
+
+                with contextlib.suppress(ContainerlabError):
+                    cgroups.Cgroup.open(f.what).remove()
+                    done.append(f"removed cgroup {f.what}")
             elif f.kind == "mount":
                 syscalls.umount2(f.what, syscalls.MNT_DETACH)
                 done.append(f"unmounted {f.what}")

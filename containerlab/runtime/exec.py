@@ -138,6 +138,9 @@ def spawn(
         "console": console,
     }
     join = namespaces_to_join(rec.state.pid)
+    from containerlab.runtime.container import open_cgroup
+
+    cg = open_cgroup(cfg)
     try:
         proc = namespaces.spawn(
             spec.argv,
@@ -148,11 +151,9 @@ def spawn(
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
-            # TODO(cgroups): once containers get a cgroup, pass before_go=lambda launcher:
-            # <add launcher to the container's cgroup>, so the exec'd command is counted
-            # and limited with the container (runc exec joins the container's cgroup). The
-            # launcher has joined the namespaces but not forked yet then, so its child, the
-            # command, is born inside the cgroup.
+            # The launcher joins the container's cgroup before it forks, so the exec'd
+            # command is born inside: counted and limited with the container, as runc exec.
+            before_go=cg.add if cg is not None else None,
         )
     except (CommandNotFoundError, CommandNotExecutableError):
         raise

@@ -171,6 +171,50 @@ def rename(name_or_id: str, new: str) -> state.Record:
     return state.rename(state.resolve(name_or_id), new)
 
 
+# --- resources: cgroups ------------------------------------------------------------------------
+def _cgroup(rec: state.Record):
+    cg = container.open_cgroup(rec.config)
+    if cg is None or not rec.running:
+        raise ContainerError(f"container {rec.name} ({rec.short_id}) is not running")
+    return cg
+
+
+def pause(name_or_id: str) -> state.Record:
+    """``docker pause``: freeze every process of the container (the cgroup freezer)."""
+    rec = get(name_or_id)
+    if rec.state.status == "paused":
+        raise ContainerError(f"container {rec.name} ({rec.short_id}) is already paused")
+    _cgroup(rec).freeze()
+    return state.update(rec.id, status="paused")
+
+
+def unpause(name_or_id: str) -> state.Record:
+    rec = get(name_or_id)
+    if rec.state.status != "paused":
+        raise ContainerError(f"container {rec.name} ({rec.short_id}) is not paused")
+    _cgroup(rec).thaw()
+    return state.update(rec.id, status="running")
+
+
+def update(name_or_id: str, **limits: Any) -> state.Record:
+    """``docker update``: change a container's limits; a running one feels them at once."""
+    rec = get(name_or_id)
+    cfg = dict(rec.config)
+    cgroup_cfg = dict(cfg.get("cgroup") or {})
+    merged = {**cgroup_cfg.get("limits", {}), **{k: v for k, v in limits.items() if v is not None}}
+    cgroup_cfg["limits"] = merged
+    cfg["cgroup"] = cgroup_cfg
+    new_limits = container.cgroup_limits(cfg)  # validates before anything changes
+    if rec.running:
+        _cgroup(rec).apply(new_limits)
+    return state.set_config(rec.id, cfg)
+
+
+def stats(name_or_id: str):
+    """One reading of the container's cgroup (``docker stats --no-stream``)."""
+    return _cgroup(get(name_or_id)).read()
+
+
 # --- looking inside -------------------------------------------------------------------------
 def processes(name_or_id: str) -> list[dict[str, Any]]:
     """The container's processes (``docker top``): every process in its PID namespace."""
@@ -240,6 +284,20 @@ def log_entries(
             time.sleep(0.05)
 
 
+def _host_limits(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The limits as ``docker inspect`` names them in HostConfig (0: unlimited)."""
+    lim = (cfg.get("cgroup") or {}).get("limits", {})
+    return {
+        "Memory": lim.get("memory") or 0,
+        "MemorySwap": lim.get("memory_swap") or 0,
+        "NanoCpus": int((lim.get("cpus") or 0) * 1e9),
+        "CpuShares": lim.get("cpu_shares") or 0,
+        "CpusetCpus": lim.get("cpuset_cpus") or "",
+        "PidsLimit": lim.get("pids") or 0,
+        "CgroupName": (cfg.get("cgroup") or {}).get("name", ""),
+    }
+
+
 def inspect(name_or_id: str) -> dict[str, Any]:
     """The container as ``docker inspect`` shows it."""
     rec = get(name_or_id)
@@ -263,7 +321,11 @@ def inspect(name_or_id: str) -> dict[str, Any]:
         "Image": cfg.get("image_id"),
         "Name": "/" + rec.name,
         "RestartCount": st.restart_count,
-        "HostConfig": {"AutoRemove": cfg.get("auto_remove", False), "Init": cfg.get("init", False)},
+        "HostConfig": {
+            "AutoRemove": cfg.get("auto_remove", False),
+            "Init": cfg.get("init", False),
+            **_host_limits(cfg),
+        },
         "Config": {
             "Hostname": cfg.get("hostname"),
             "User": cfg.get("user", ""),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from containerlab.namespaces import CONTAINER_KINDS
 
@@ -29,3 +30,4 @@ class ContainerSpec:
     interactive: bool = False  # -i: keep stdin open (a foreground run passes ours through)
     init: bool = False  # --init: a small init is PID 1, reaps zombies, forwards signals
     auto_remove: bool = False  # --rm: remove the container when its command exits
+    limits: Any = None  # cgroups.Limits: --memory, --cpus, --pids-limit... (None: no limits)

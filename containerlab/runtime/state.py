@@ -282,6 +282,14 @@ def create(
     return Record(cid, d, config, State())
 
 
+def set_config(cid: str, config: dict[str, Any]) -> Record:
+    """Replace a container's config (``update``), under its lock."""
+    with locked(cid):
+        rec = load(cid)
+        _write_json(rec.dir / "config.json", config)
+        return replace(rec, config=config)
+
+
 def rename(cid: str, new: str) -> Record:
     """Give a container a new name: the new one is reserved first (so of many renames to one
     name exactly one wins), then the record changed under its lock, then the old name freed."""
