@@ -210,7 +210,9 @@ def test_explain_prints_every_kernel_step_with_its_shell_equivalent():
     assert res.returncode == 0
     err = res.stderr
     for shell in (
-        "unshare --mount --uts --ipc --net --pid --cgroup",
+        "unshare --mount --uts --ipc --net --pid",
+        "unshare --cgroup",  # after the launcher is in the container's cgroup
+        "mkdir /sys/fs/cgroup/",
         "mount -t overlay",
         "mount -t proc",
         "pivot_root . .",

@@ -9,17 +9,11 @@ happen inside each verb so ``containerlab --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from containerlab import __version__
-from containerlab.cli import build as build_verbs
-from containerlab.cli import containers as container_verbs
-from containerlab.cli import exec as exec_verbs
-from containerlab.cli import images as image_verbs
-from containerlab.cli import resources as resource_verbs
-from containerlab.cli import run as run_verbs
-from containerlab.cli import system as system_verbs
 from containerlab.cli.common import EXIT_CLI_ERROR, Parser
 from containerlab.errors import ContainerlabError
 
@@ -43,7 +37,41 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Which module registers which verbs. Only the module of the verb being run is imported
+#: and registered: building all ~50 parsers costs more than a container start's budget.
+VERB_MODULES: dict[str, tuple[str, ...]] = {
+    "run": ("run", "create"),
+    "containers": ("ps", "start", "stop", "restart", "kill", "rm", "wait", "logs", "top", "rename"),
+    "resources": ("update", "stats", "pause", "unpause"),
+    "exec": ("exec",),
+    "images": (
+        "images",
+        "pull",
+        "push",
+        "rmi",
+        "inspect",
+        "history",
+        "save",
+        "load",
+        "tag",
+        "import",
+        "export",
+        "image",
+    ),
+    "build": ("build", "builder", "commit", "diff"),
+    "system": ("system",),
+}
+
+
+def _verb_of(argv: Sequence[str]) -> str | None:
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg
+    return None
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``verb`` only the module that owns it is registered (fast path)."""
     p = Parser(
         prog="containerlab",
         description="A docker-like container runtime built from the kernel up, "
@@ -51,15 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"containerlab {__version__}")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
-
-    run_verbs.register(sub)
-    container_verbs.register(sub)
-    resource_verbs.register(sub)
-    exec_verbs.register(sub)
-    image_verbs.register(sub)
-    build_verbs.register(sub)
-    system_verbs.register(sub)
-
+    owners = [m for m, verbs in VERB_MODULES.items() if verb in verbs] or list(VERB_MODULES)
+    for module in owners:
+        importlib.import_module(f"containerlab.cli.{module}").register(sub)
     info = sub.add_parser("info", help="check this machine: kernel, root, cgroups, overlayfs...")
     info.set_defaults(func=cmd_info)
     version = sub.add_parser("version", help="show the version")
@@ -68,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_verb_of(argv))
     args, extra = parser.parse_known_args(argv)
     if extra:
         # Flags a verb does not know land here; name the flag and the verb's help, as Docker.

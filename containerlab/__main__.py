@@ -1,0 +1,7 @@
+"""``python -m containerlab``: the same as the ``containerlab`` command."""
+
+import sys
+
+from containerlab.cli import main
+
+sys.exit(main())
