@@ -391,11 +391,28 @@ def run(spec: ContainerSpec, *, proxy_signals: bool = False, **stdio: Any) -> in
     the command could not even start. With ``proxy_signals`` (the CLI sets it), signals
     this process receives are passed on to the container instead of killing this process.
     """
-    c = start(spec, **stdio)
-    previous = {}
+    # Handlers go in before the container starts: a signal that arrives while it is being
+    # set up is held, then passed on once there is a command to receive it.
+    started: list[Container] = []
+    pending: list[int] = []
+
+    def proxy(signum: int, _frame: object) -> None:
+        if started:
+            started[0].signal(signum)
+        else:
+            pending.append(signum)
+
+    previous = {s: signal.signal(s, proxy) for s in PROXIED_SIGNALS} if proxy_signals else {}
     try:
-        if proxy_signals:
-            previous = {s: signal.signal(s, lambda n, _f: c.signal(n)) for s in PROXIED_SIGNALS}
+        c = start(spec, **stdio)
+    except BaseException:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        raise
+    started.append(c)
+    try:
+        for signum in pending:
+            c.signal(signum)
         return c.wait()
     finally:
         for s, handler in previous.items():
