@@ -7,12 +7,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from datetime import datetime
 from typing import Any
 
 from containerlab.cli.common import template
 from containerlab.errors import ContainerlabError
+from containerlab.runtime.status import human_duration, seconds_since, status_text
 
 
 def _each(names: list[str], action) -> int:
@@ -29,40 +28,6 @@ def _each(names: list[str], action) -> int:
     return status
 
 
-def _since(stamp: str) -> float:
-    if not stamp:
-        return 0.0
-    t = datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00")
-    return max(0.0, time.time() - t.timestamp())
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's wording: ``Less than a second``, ``3 seconds``, ``2 minutes``, ``5 hours``."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
-        if s >= n:
-            v = s // n
-            return (
-                "About a minute"
-                if unit == "minute" and v == 1
-                else (f"{v} {unit}{'s' if v > 1 else ''}")
-            )
-    return f"{s} seconds"
-
-
-def status_text(rec) -> str:
-    st = rec.state
-    if st.status == "running":
-        return f"Up {human_duration(_since(st.started_at))}"
-    if st.status == "paused":
-        return f"Up {human_duration(_since(st.started_at))} (Paused)"
-    if st.status == "exited":
-        return f"Exited ({st.exit_code}) {human_duration(_since(st.finished_at))} ago"
-    return st.status.capitalize()
-
-
 def ps_row(rec) -> dict[str, Any]:
     cmd = " ".join(rec.config["argv"])
     return {
@@ -70,7 +35,7 @@ def ps_row(rec) -> dict[str, Any]:
         "Image": rec.config.get("image", ""),
         "Command": json.dumps(cmd if len(cmd) <= 20 else cmd[:19] + "…", ensure_ascii=False),
         "CreatedAt": rec.config.get("created", ""),
-        "RunningFor": human_duration(_since(rec.config.get("created", ""))) + " ago",
+        "RunningFor": human_duration(seconds_since(rec.config.get("created", ""))) + " ago",
         "Status": status_text(rec),
         "State": rec.state.status,
         "Names": rec.name,

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import html
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 #: Box colours of :func:`state_machine`.
@@ -153,24 +151,19 @@ _WIDTHS |= {"status": "200px", "uptime": "70px"}
 _STATE_COLORS = {"running": "#2a9d8f", "paused": "#e9c46a", "exited": "#6c757d"}
 
 
-def _seconds_since(stamp: str) -> float:
-    if not stamp:
-        return 0.0
-    t = datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00")
-    return max(0.0, time.time() - t.timestamp())
-
-
 def uptime(rec) -> str:
     """How long a running container has been up, as ``H:MM:SS`` ("" when not running)."""
     if not rec.running:
         return ""
-    s = int(_seconds_since(rec.state.started_at))
+    from containerlab.runtime.status import seconds_since
+
+    s = int(seconds_since(rec.state.started_at))
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def row_values(rec) -> dict[str, str]:
     """One dashboard row as text: the columns of :data:`COLUMNS`."""
-    from containerlab.cli.containers import status_text  # the wording `ps` uses
+    from containerlab.runtime.status import status_text  # the wording `ps` uses
 
     return {
         "name": rec.name,
