@@ -5,7 +5,8 @@
 
 Side by side in one run, on the same busybox root filesystem (the busybox image's layer):
 
-- ``containerlab run --rm busybox true`` (the CLI, as a user types it);
+- ``containerlab run --rm busybox true`` (the CLI, as a user types it), and the same with
+  cgroup limits (``-m 64m --cpus 1 --pids-limit 100``): what configuring them costs;
 - ``runc run`` and ``crun run`` of an OCI bundle over that rootfs (``runc spec``, with the
   terminal off and no network namespace changes), when installed;
 - ``podman run --rm`` and ``docker run --rm`` when installed and able to run here.
@@ -96,7 +97,23 @@ def main() -> int:
     store = Store()
     base.ensure_base_image(store)
     (rootfs,) = store.layer_dirs(store.image("busybox"))
-    tools: dict[str, list[str]] = {"containerlab run --rm": [CLI, "run", "--rm", "busybox", "true"]}
+    tools: dict[str, list[str]] = {
+        "containerlab run --rm": [CLI, "run", "--rm", "busybox", "true"],
+        # The same with cgroup limits set: what configuring the cgroup adds to a start.
+        "containerlab run --rm -m 64m --cpus 1 --pids-limit 100": [
+            CLI,
+            "run",
+            "--rm",
+            "-m",
+            "64m",
+            "--cpus",
+            "1",
+            "--pids-limit",
+            "100",
+            "busybox",
+            "true",
+        ],
+    }
     if shutil.which("runc"):
         make_bundle(rootfs, work / "runc")
         tools["runc run"] = [
