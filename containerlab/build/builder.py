@@ -295,7 +295,8 @@ def _step_in(
     history = df.created_by(shown, shell, content[:12] or None)
     layer = diff_id = None
     if instr.keyword == "RUN":
-        assert isinstance(args, df.CommandArgs)
+        if not isinstance(args, df.CommandArgs):  # the parser guarantees it; say so if not
+            raise BuildError(f"{where}: RUN has no command")
         if not snap.digest:
             snap.store(store)
         argv = [*shell, *args.command] if args.shell_form else list(args.command)
