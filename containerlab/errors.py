@@ -70,3 +70,7 @@ class BuildError(ContainerlabError):
 
 class CgroupError(ContainerlabError):
     """A cgroup could not be created, limited, read, frozen or removed."""
+
+
+class NetworkError(ContainerlabError):
+    """A network, bridge, veth, address, NAT rule or published port could not be set up."""

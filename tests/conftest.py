@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from containerlab.image.localregistry import answers
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 CLI = str(VENV_BIN / "containerlab")
@@ -49,19 +51,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _registry_answers(addr: str) -> bool:
-    import http.client
-
-    conn = http.client.HTTPConnection(addr, timeout=1)
-    try:
-        conn.request("GET", "/v2/")
-        return conn.getresponse().status in (200, 401)
-    except OSError:
-        return False
-    finally:
-        conn.close()
-
-
 def start_registry(workdir: Path, htpasswd: Path | None = None):
     """Start ``docker-registry serve`` on a free 127.0.0.1 port; returns (process, "host:port").
 
@@ -91,7 +80,7 @@ def start_registry(workdir: Path, htpasswd: Path | None = None):
             )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and proc.poll() is None:
-            if _registry_answers(addr):
+            if answers(addr):
                 return proc, addr
             time.sleep(0.05)
         stop_registry(proc)

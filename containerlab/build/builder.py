@@ -174,22 +174,24 @@ def build(
             flags: dict[str, bool] = {}
             for instr in stage.instructions:
                 number += 1
-                snap, key, result = _step(
-                    store,
-                    cache,
-                    ctx,
-                    allowed,
-                    parsed,
-                    built,
-                    snap,
-                    key,
-                    instr,
-                    index,
-                    number,
-                    total,
-                    out,
-                    flags,
-                )
+                with contextlib.ExitStack() as stack:  # what a COPY --from mounts, for this step
+                    snap, key, result = _step_in(
+                        stack,
+                        store,
+                        cache,
+                        ctx,
+                        allowed,
+                        parsed,
+                        built,
+                        snap,
+                        key,
+                        instr,
+                        index,
+                        number,
+                        total,
+                        out,
+                        flags,
+                    )
                 results.append(result)
             if not snap.digest:
                 snap.store(store)
@@ -200,42 +202,6 @@ def build(
     image_id = store.image(image.digest).id
     out(f"=> image {image_id}" + "".join(f"\n=> tagged {t}" for t in tags))
     return BuildResult(image.digest, image_id, tuple(results))
-
-
-def _step(
-    store: Store,
-    cache: _Cache,
-    ctx: Path,
-    allowed: set[str],
-    parsed: df.Dockerfile,
-    built: dict[int, Snapshot],
-    snap: Snapshot,
-    key: str,
-    instr: df.Instruction,
-    stage: int,
-    number: int,
-    total: int,
-    out: Callable[[str], None],
-    flags: dict[str, bool],
-) -> tuple[Snapshot, str, StepResult]:
-    with contextlib.ExitStack() as stack:
-        return _step_in(
-            stack,
-            store,
-            cache,
-            ctx,
-            allowed,
-            parsed,
-            built,
-            snap,
-            key,
-            instr,
-            stage,
-            number,
-            total,
-            out,
-            flags,
-        )
 
 
 def _step_in(

@@ -76,18 +76,5 @@ def commit(
         if message:
             entry["comment"] = message
         config["history"] = [*image.config.get("history", []), entry]
-        config_bytes = oci.dumps(config)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": oci.OCI_MANIFEST,
-            "config": {
-                "mediaType": oci.OCI_CONFIG,
-                "digest": store.write_blob(config_bytes),
-                "size": len(config_bytes),
-            },
-            "layers": [
-                *image.layers,
-                {"mediaType": oci.OCI_LAYER_GZIP, "digest": layer.digest, "size": layer.size},
-            ],
-        }
-        return store.add_image(oci.dumps(manifest), ref)
+        layer_desc = {"mediaType": oci.OCI_LAYER_GZIP, "digest": layer.digest, "size": layer.size}
+        return store.put_image(config, [*image.layers, layer_desc], ref)

@@ -85,18 +85,7 @@ class Snapshot:
         return nxt
 
     def store(self, store: Store) -> str:
-        config_bytes = oci.dumps(self.config)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": oci.OCI_MANIFEST,
-            "config": {
-                "mediaType": oci.OCI_CONFIG,
-                "digest": store.write_blob(config_bytes),
-                "size": len(config_bytes),
-            },
-            "layers": self.layers,
-        }
-        self.digest = store.add_image(oci.dumps(manifest))
+        self.digest = store.put_image(self.config, self.layers)
         return self.digest
 
     @property

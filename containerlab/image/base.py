@@ -59,15 +59,8 @@ def build_base_image(store: Store, ref: str = BASE_REF) -> str:
             }
         ],
     }
-    config_bytes = oci.dumps(config)
-    config_digest = store.write_blob(config_bytes)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": oci.OCI_MANIFEST,
-        "config": {"mediaType": oci.OCI_CONFIG, "digest": config_digest, "size": len(config_bytes)},
-        "layers": [{"mediaType": oci.OCI_LAYER_GZIP, "digest": layer.digest, "size": layer.size}],
-    }
-    return store.add_image(oci.dumps(manifest), ref)
+    layers = [{"mediaType": oci.OCI_LAYER_GZIP, "digest": layer.digest, "size": layer.size}]
+    return store.put_image(config, layers, ref)
 
 
 def ensure_base_image(store: Store | None = None) -> str:

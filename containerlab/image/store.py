@@ -282,6 +282,27 @@ class Store:
             self.tag(ref, digest)
         return digest
 
+    def put_image(
+        self,
+        config: dict[str, Any],
+        layers: list[dict[str, Any]],
+        ref: str | Reference | None = None,
+    ) -> str:
+        """Store a config document, wrap it with ``layers`` (already blobs here) in an OCI
+        manifest, and add the image; returns the manifest digest."""
+        config_bytes = oci.dumps(config)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": oci.OCI_MANIFEST,
+            "config": {
+                "mediaType": oci.OCI_CONFIG,
+                "digest": self.write_blob(config_bytes),
+                "size": len(config_bytes),
+            },
+            "layers": list(layers),
+        }
+        return self.add_image(oci.dumps(manifest), ref)
+
     def image(self, ref: str | Reference) -> Image:
         """Load an image by reference, manifest digest or image id prefix."""
         digest = self.resolve(ref)
