@@ -49,6 +49,7 @@ packages=(
   crun
   # the cgroup v2 kernel for tests (scripts/v2-kernel): Debian's kernel booted under TCG
   qemu-system-x86
+  nftables         # nft: container NAT and published ports (containerlab/network/nat.py)
 )
 missing=()
 for p in "${packages[@]}"; do
