@@ -11,7 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from containerlab import syscalls
+import pytest
+
+from containerlab import cgroups, syscalls
+from containerlab.errors import ContainerlabError
 from containerlab.runtime import doctor
 from tests.test_lifecycle import alive, clab, inspect, ok, our_processes, run_d, state_of, wait_for
 
@@ -51,10 +54,15 @@ def test_a_record_whose_processes_were_killed(clab_root):
         wait_for(lambda p=st["pid"]: not alive(p), what="the container to die")
     res = clab("system", "doctor")
     assert res.returncode == 1
-    assert "2 leftover(s)" in res.stdout
+    # Two records, and the two cgroups their dead supervisors never removed.
+    assert "4 leftover(s)" in res.stdout
     assert "a --rm container whose supervisor died" in res.stdout
+    assert res.stdout.count("\ncgroup ") + res.stdout.startswith("cgroup ") == 2
     out = fixed()
     assert f"removed container {auto[:12]}" in out
+    for cid in (keep, auto):  # both cgroups gone (the --rm one with its record)
+        with pytest.raises(ContainerlabError):
+            cgroups.Cgroup.open(f"clab-{cid[:12]}")
     # The one without --rm stays, truthfully exited, as Docker keeps it.
     assert ok("ps", "-aq", "--no-trunc").split() == [keep]
     assert inspect(keep)["State"]["ExitCode"] == 255
