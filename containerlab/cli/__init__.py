@@ -60,6 +60,7 @@ VERB_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "build": ("build", "builder", "commit", "diff"),
     "system": ("system",),
+    "network": ("network",),
 }
 
 

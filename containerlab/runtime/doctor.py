@@ -10,15 +10,21 @@ always be found from the records and the kernel's own tables, and removed:
 - a process of containerlab (a supervisor, a launcher, or a process whose root is a
   container's overlay) whose container is gone or exited;
 - a host mount inside containerlab's state directory;
-- temporary files of a pull or unpack that died.
+- temporary files of a pull or unpack that died;
+- a network's bridge, firewall rules and address pool left without its record, and the
+  firewall rules, veth and address of a container that no longer exists (see
+  :func:`_network_findings` for how they are proved to be this state root's).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
+import subprocess
 from dataclasses import dataclass
 
 from containerlab import paths, rootfs, syscalls
@@ -31,7 +37,8 @@ from containerlab.runtime import container, state
 class Finding:
     """One leftover: what it is, and why it is one."""
 
-    kind: str  # "record", "dir", "name", "hold", "process", "mount", "temp"
+    kind: str  # "record", "dir", "name", "hold", "process", "mount", "temp", "cgroup",
+    # and for networks "rule", "link", "pool", "address"
     what: str  # the path, pid or name
     why: str
 
@@ -209,6 +216,7 @@ def examine() -> list[Finding]:
                         findings.append(
                             Finding("temp", str(p), "left by a pull, load or unpack that died")
                         )
+    findings += _network_findings()
     return findings
 
 
@@ -218,7 +226,14 @@ def repair(findings: list[Finding]) -> list[str]:
     store = Store()
     # Processes first (they hold the rest), then mounts (a directory with a mount point
     # inside cannot be removed), then the rest.
-    order = {"process": 0, "mount": 1}
+    # Network leftovers: rules and links before the pool or address that proves them ours,
+    # so that a repair that fails halfway is still found (and proved) by the next doctor.
+    order = {"process": 0, "mount": 1, "rule": 3, "link": 4, "pool": 5, "address": 5}
+    still = (
+        {(f.kind, f.what) for f in _network_findings()}
+        if any(f.kind in _NETWORK_KINDS for f in findings)
+        else set()
+    )
     for f in sorted(findings, key=lambda f: order.get(f.kind, 2)):
         with contextlib.suppress(OSError):
             if f.kind == "process":
@@ -248,6 +263,9 @@ def repair(findings: list[Finding]) -> list[str]:
                     if holder.startswith(f.what) and not _complete(holder):
                         store.release(holder)
                 done.append(f"released image hold of {f.what}")
+            elif f.kind in _NETWORK_KINDS:
+                if (f.kind, f.what) in still:  # not taken up again meanwhile
+                    done.append(_repair_network(f))
             elif f.kind == "record":
                 try:
                     rec = state.load(state.resolve(f.what))
@@ -259,3 +277,166 @@ def repair(findings: list[Finding]) -> list[str]:
                 else:
                     done.append(f"recorded {f.what} as exited")
     return done
+
+
+# --- networks ---------------------------------------------------------------------------------
+_NETWORK_KINDS = ("rule", "link", "pool", "address")
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def _ip_json(*argv: str) -> list[dict]:
+    """``ip -j ...`` parsed; [] when the device is gone (or ip fails)."""
+    res = subprocess.run(["ip", "-j", *argv], capture_output=True, text=True)
+    if res.returncode != 0 or not res.stdout.strip():
+        return []
+    return json.loads(res.stdout)
+
+
+def _bridge_addresses(name: str) -> set[str] | None:
+    """The IPv4 addresses ("10.0.0.1/24") of bridge ``name``; None if it is not a bridge."""
+    links = _ip_json("-d", "addr", "show", "dev", name)
+    if not links or links[0].get("linkinfo", {}).get("info_kind") != "bridge":
+        return None
+    return {
+        f"{a['local']}/{a['prefixlen']}"
+        for a in links[0].get("addr_info", [])
+        if a["family"] == "inet"
+    }
+
+
+def _network_findings() -> list[Finding]:
+    """Network leftovers that provably belong to this state root.
+
+    The firewall and the links are one per host, shared by every state root (another
+    user's lab, another test), and a rule or a bridge does not say which root made it. So
+    only what this root's records prove ours is listed:
+
+    - an address pool (``network/ipam/NAME.json``) with no network record is a network of
+      this root whose create or rm was cut short (or whose record was deleted): its rules
+      (``network:NAME``) are ours, and its bridge too if that carries only the pool's
+      gateway address (a bridge of the same name with other addresses is another root's);
+    - an allocation in one of this root's pools whose owner is a container id with no
+      container record here is an endpoint of a container of this root that is gone: the
+      rules it owns, its veth (named from its id and the network) and the address are ours.
+
+    A ``clab`` link or rule that nothing here names (another root's, or one whose pool was
+    deleted too) is left alone: removing it could break somebody else's network.
+    """
+    from containerlab.errors import NetworkError
+    from containerlab.network import ipam, links, nat, networks
+
+    try:
+        rules = nat.rules()
+    except NetworkError:  # neither nft nor iptables: no rules to look at
+        rules = []
+    by_owner: dict[str, list[str]] = {}
+    for chain, comment in rules:
+        by_owner.setdefault(comment.split(" ", 1)[0], []).append(f"{chain}: {comment}")
+    present = set(links.clab_links())
+    recorded = {n.name for n in networks.ls()}
+    pools = (
+        sorted(p.stem for p in ipam.ipam_dir().glob("*.json")) if ipam.ipam_dir().is_dir() else []
+    )
+    findings: list[Finding] = []
+    for name in pools:
+        allocations = ipam.allocations(name)
+        gone = {
+            owner
+            for owner in allocations
+            if _CONTAINER_ID.fullmatch(owner) and not _complete(owner)
+        }
+        for owner in sorted(gone):
+            if owner in by_owner:
+                findings.append(
+                    Finding(
+                        "rule",
+                        owner,
+                        f"{len(by_owner[owner])} firewall rule(s) of container {owner[:12]}, "
+                        f"which has no record here (its address on network {name!r} proves "
+                        f"it was this state root's): {'; '.join(by_owner[owner])}",
+                    )
+                )
+            veth = links.veth_name(owner, name)
+            if veth in present:
+                findings.append(
+                    Finding(
+                        "link",
+                        veth,
+                        f"the veth of container {owner[:12]} on network {name!r} (its name is "
+                        "derived from both); the container has no record here",
+                    )
+                )
+            findings.append(
+                Finding(
+                    "address",
+                    f"{name}/{owner[:12]}",
+                    f"address {allocations[owner]} of network {name!r} held by container "
+                    f"{owner[:12]}, which has no record here",
+                )
+            )
+        if name in recorded:
+            continue
+        if set(allocations) - gone:
+            continue  # endpoints of live containers (or a notebook's) still use it: keep it
+        try:
+            with open(ipam.ipam_dir() / f"{name}.json") as f:
+                pool = json.load(f)
+        except (OSError, ValueError):
+            continue
+        prefix = pool["subnet"].split("/")[1]
+        gateway = f"{pool['gateway']}/{prefix}"
+        bridge = links.bridge_name(name)
+        addresses = _bridge_addresses(bridge) if bridge in present else set()
+        if addresses is None or addresses - {gateway}:
+            continue  # a link of that name that is not the bridge this pool made: not ours
+        owner = f"network:{name}"
+        if owner in by_owner:
+            findings.append(
+                Finding(
+                    "rule",
+                    owner,
+                    f"{len(by_owner[owner])} firewall rule(s) of network {name!r}, which has "
+                    f"no record (its address pool is still in this state root): "
+                    f"{'; '.join(by_owner[owner])}",
+                )
+            )
+        if bridge in present:
+            findings.append(
+                Finding(
+                    "link",
+                    bridge,
+                    f"the bridge of network {name!r}, which has no record; it carries only "
+                    f"the gateway {gateway} of the address pool left in this state root",
+                )
+            )
+        findings.append(
+            Finding(
+                "pool",
+                name,
+                f"the address pool of network {name!r} ({pool['subnet']}), which has no record "
+                "(its create or rm was interrupted, or the record was deleted)",
+            )
+        )
+    return findings
+
+
+def _repair_network(f: Finding) -> str:
+    """Remove one network leftover found (and still found) by :func:`_network_findings`."""
+    from containerlab.network import ipam, links, nat, networks
+
+    if f.kind == "rule":
+        n = nat.remove(f.what)
+        return f"removed {n} firewall rule(s) of {f.what}"
+    if f.kind == "link":
+        links.delete_link(f.what)
+        return f"removed link {f.what}"
+    if f.kind == "pool":
+        ipam.delete_pool(f.what)
+        if not any(not n.internal for n in networks.ls()):
+            nat.restore_ip_forward()  # as `network rm` of the last network does
+        return f"removed the address pool of network {f.what}"
+    name, _, prefix = f.what.partition("/")
+    for owner in ipam.allocations(name):
+        if owner.startswith(prefix) and not _complete(owner):
+            ipam.release(name, owner)
+    return f"released address of {prefix} on network {name}"
