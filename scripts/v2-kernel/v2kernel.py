@@ -5,10 +5,10 @@ The CI machine has a cgroup v1/v2 hybrid; learners' VMs are pure cgroup v2. This
 Debian's stock kernel under QEMU (TCG: no KVM needed) with ``cgroup_no_v1=all``, shares the
 host's root read-only over 9p, lays a tmpfs-backed overlay on it so the host's own Python,
 venv and repo run unchanged and can write, mounts cgroup2 at /sys/fs/cgroup (laid out as
-systemd does), puts /tmp on an ext4 scratch disk (a sparse file, so the io controller has a
-block device) and runs one command there; the guest has no network device. The command's
-output comes back on the serial console, its exit status as the line ``CLAB-V2-EXIT=<n>``,
-and this script exits with that status.
+systemd does), puts the command's TMPDIR on an ext4 scratch disk (a sparse file, so the
+io controller has a block device) and runs one command there; the guest has no network
+device. The command's output comes back on the serial console, its exit status as the
+line ``CLAB-V2-EXIT=<n>``, and this script exits with that status.
 
     v2kernel.py [options] [-- PYTEST_ARGS...]   pytest on the v2 kernel (in the repo)
     v2kernel.py [options] --shell 'COMMAND'     any shell command line instead
@@ -295,11 +295,12 @@ mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts $n/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $n/dev/shm
 for f in fd:/proc/self/fd stdin:/proc/self/fd/0 stdout:/proc/self/fd/1 \
          stderr:/proc/self/fd/2; do ln -sf "${f#*:}" "$n/dev/${f%%:*}"; done
-# /tmp on a real (virtio) disk when the host gave one, so pytest's tmp_path is on a block
-# device the io controller can limit; tmpfs otherwise.
-if [ -b $n/dev/vda ] && mount -t ext4 $n/dev/vda $n/tmp; then chmod 1777 $n/tmp
-else mount -t tmpfs -o mode=1777 tmpfs $n/tmp; fi
-mount -t tmpfs -o mode=1777 tmpfs $n/var/tmp
+# The command's TMPDIR on a real (virtio) disk when the host gave one, so pytest's tmp_path
+# is on a block device the io controller can limit; tmpfs otherwise. Not over /tmp: the
+# repository itself may live there (CI clones into a temporary directory).
+mkdir -p $n/clab-v2-tmp
+if [ -b $n/dev/vda ] && mount -t ext4 $n/dev/vda $n/clab-v2-tmp; then chmod 1777 $n/clab-v2-tmp
+else mount -t tmpfs -o mode=1777 tmpfs $n/clab-v2-tmp; fi
 mount -t tmpfs -o mode=0755 tmpfs $n/run
 mkdir -p $n/var/lib/containerlab && mount -t tmpfs -o mode=0755 tmpfs $n/var/lib/containerlab
 # Cgroups as systemd lays them out on a v2 host: every controller enabled at the root,
@@ -321,7 +322,7 @@ ip link set lo up
 cd {repo} || {{ echo "CLAB-V2-EXIT=125"; /bin/busybox poweroff -f; }}
 echo {begin}
 sh -c 'echo $$ > /sys/fs/cgroup/system.slice/v2-harness.service/cgroup.procs && exec "$@"' \
-  sh env -i HOME=/root TERM=dumb LANG=C.UTF-8 TMPDIR=/tmp \
+  sh env -i HOME=/root TERM=dumb LANG=C.UTF-8 TMPDIR=/clab-v2-tmp \
   PATH={repo}/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   CONTAINERLAB_ROOT=/var/lib/containerlab PYTHONDONTWRITEBYTECODE=1 \
   sh -c {command}
