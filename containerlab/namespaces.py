@@ -255,6 +255,7 @@ def spawn(
     before_go: Any = None,
     tty: bool = False,
     init: bool = False,
+    after_fork: Any = None,
     **spec_fields: Any,
 ) -> NsProcess:
     """Start ``argv`` in new and/or joined namespaces and return once it has been exec'd.
@@ -266,7 +267,9 @@ def spawn(
     before the command starts: where the outside work (id maps, cgroups, network) happens.
     ``tty``: stdin is a pseudo-terminal that becomes the command's controlling terminal.
     ``init``: a small init stays PID 1 (reaps zombies, forwards signals) and the command
-    runs as its child, as ``docker run --init`` does.
+    runs as its child, as ``docker run --init`` does. ``after_fork(launcher_pid)`` runs in
+    the caller once the launcher has forked the command (the runtime moves the launcher out
+    of the container's cgroup there).
     Raises ``CommandNotFoundError`` (127), ``CommandNotExecutableError`` (126) or
     ``NamespaceError`` when the command could not be started; nothing is left running then.
     """
@@ -320,6 +323,8 @@ def spawn(
                     ours.sendall(b'{"event": "go"}\n')
                 elif msg["event"] == "forked":
                     child_pid = msg["pid"]
+                    if after_fork is not None and child_pid != popen.pid:
+                        after_fork(popen.pid)
                 elif msg["event"] == "error":
                     error = msg
     except BaseException:

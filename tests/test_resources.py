@@ -109,3 +109,17 @@ def test_bad_limits_are_refused_before_anything_runs(clab_root):
     res = clab("run", "--rm", "-m", "12x", "busybox", "true", check=False)
     assert res.returncode == 125
     assert clab("ps", "-a", "-q").stdout == ""
+
+
+def test_only_the_containers_processes_count_against_its_limits():
+    # The launcher joins the cgroup to fork PID 1 inside, then leaves: --pids-limit 4 is
+    # sh plus three sleeps, as in Docker.
+    script = "for i in 1 2 3 4 5 6; do sleep 2 & echo started $i; done 2>/dev/null; wait"
+    res = clab("run", "--rm", "--pids-limit", "4", "busybox", "sh", "-c", script, check=False)
+    assert res.stdout.split().count("started") == 3
+    clab("run", "-d", "--name", "alone", "busybox", "sleep", "30")
+    try:
+        rec = lifecycle.get("alone")
+        assert cgroups.Cgroup.open(rec.config["cgroup"]["name"]).pids() == [rec.state.pid]
+    finally:
+        clab("rm", "-f", "alone")

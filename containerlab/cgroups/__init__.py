@@ -212,3 +212,22 @@ class Cgroup:
 def cgroup(name: str, limits: Limits | None = None, parent: str | None = None) -> Cgroup:
     """``Cgroup.create`` under the name the rest of the package uses: ``with cgroup(...) as cg``."""
     return Cgroup.create(name, limits, parent)
+
+
+def send_home(pid: int, like: int | str = "self") -> None:
+    """Move ``pid`` back into the cgroups ``like`` (default: this process) is in.
+
+    The container's launcher joins the container's cgroup so that the command it forks is
+    born inside; once it has forked, it only waits, and must not count against the
+    container's limits (a ``--pids-limit 4`` would otherwise leave room for 3 processes).
+    """
+    from containerlab import syscalls
+
+    home = cgroup_of(like)
+    for h in hierarchies():
+        if h.key in home:
+            try:
+                syscalls.write_file(os.path.join(h.dir(home[h.key]), "cgroup.procs"), f"{pid}\n")
+            except OSError as e:
+                if e.errno != 3:  # ESRCH: it has exited meanwhile, nothing to move
+                    raise

@@ -198,6 +198,7 @@ def launch(
             # The launcher joins the cgroup before it forks: every process of the
             # container is born inside, none is ever outside its limits.
             before_go=cg.add if cg is not None else None,
+            after_fork=send_launcher_home if cg is not None else None,
         )
     except ContainerlabError as e:
         if cg is not None:
@@ -421,3 +422,10 @@ def run(spec: ContainerSpec, *, proxy_signals: bool = False, **stdio: Any) -> in
         c.wait()
         if spec.auto_remove:
             remove_record(c.id)
+
+
+def send_launcher_home(launcher: int) -> None:
+    """The launcher only waits once it has forked: out of the container's cgroup with it."""
+    from containerlab import cgroups
+
+    cgroups.send_home(launcher)
