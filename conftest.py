@@ -38,13 +38,20 @@ def _links() -> set[str]:
 
 
 def _cgroups() -> set[str]:
-    out = set()
+    """containerlab's cgroups: the ``clab`` parents and every ``clab-<id>`` under them, at
+    the root of each hierarchy or nested under our own cgroup (v1 memory here)."""
     root = Path("/sys/fs/cgroup")
+    out = set()
     if root.is_dir():
-        for p in root.glob("*/clab*"):
-            out.add(f"cgroup {p}")
-        for p in root.glob("clab*"):
-            out.add(f"cgroup {p}")
+        for pattern in (
+            "clab*",
+            "clab*/clab-*",
+            "*/clab*",
+            "*/clab*/clab-*",
+            "*/*/*/clab*",
+            "*/*/*/clab*/clab-*",
+        ):
+            out |= {f"cgroup {p}" for p in root.glob(pattern) if p.is_dir()}
     return out
 
 
@@ -86,8 +93,74 @@ def no_leaks(request: pytest.FixtureRequest):
         pytest.fail(f"{request.node.nodeid} left behind: {sorted(leaked)}", pytrace=False)
 
 
+class OrphanReaper:
+    """Be the init of our own descendants: PID 1 of this machine never reaps orphans.
+
+    A container's processes can be orphaned (a test kills a supervisor or a CLI with
+    SIGKILL on purpose). On a normal host, init reaps them; here they would stay zombies,
+    and a zombie still holds its cgroup, which then cannot be removed. So the test session
+    becomes a child subreaper (orphans are re-parented to it) and a thread reaps zombie
+    children that no ``subprocess.Popen`` of ours waits for. A zombie is left alone for a
+    second first, so a Popen created this instant is never robbed of its exit status.
+    """
+
+    def __init__(self) -> None:
+        import threading
+        import weakref
+
+        self.popen_pids: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+        self.seen: dict[int, float] = {}
+        self.stop = threading.Event()
+        original = subprocess.Popen.__init__
+        popen_pids = self.popen_pids
+
+        def init(popen, *args, **kwargs):  # record every Popen's pid as it is born
+            original(popen, *args, **kwargs)
+            popen_pids[popen.pid] = popen
+
+        subprocess.Popen.__init__ = init  # type: ignore[method-assign]
+        from containerlab import syscalls
+
+        syscalls.set_child_subreaper()
+        self.thread = threading.Thread(target=self.run, name="orphan-reaper", daemon=True)
+        self.thread.start()
+
+    def zombie_children(self) -> list[int]:
+        me, out = os.getpid(), []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if fields[0] == "Z" and int(fields[1]) == me:
+                    out.append(int(entry))
+        return out
+
+    def run(self) -> None:
+        import time
+
+        while not self.stop.wait(0.2):
+            now = time.monotonic()
+            for pid in self.zombie_children():
+                if pid in self.popen_pids:
+                    continue
+                first = self.seen.setdefault(pid, now)
+                if now - first >= 1.0:
+                    try:
+                        os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:
+                        pass
+                    self.seen.pop(pid, None)
+
+
+_reaper: OrphanReaper | None = None
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    global _before
+    global _before, _reaper
+    _reaper = OrphanReaper()
     _before = host_snapshot()
 
 

@@ -295,8 +295,15 @@ class V1Driver:
     def remove(self) -> None:
         if self.exists():
             self.kill()
+            # Every hierarchy is tried, even if one stays busy: leave as little as possible.
+            errors = []
             for d in self.dirs.values():
-                fs.rmdir(d)
+                try:
+                    fs.rmdir(d)
+                except CgroupError as e:
+                    errors.append(e)
+            if errors:
+                raise errors[0]
         for chain in self.parent_dirs.values():
             for d in reversed(chain):
                 if not fs.rmdir(d, must=False) and os.path.isdir(d):

@@ -276,13 +276,17 @@ def finish(cid: str, exit_code: int) -> state.Record:
     except state.NoSuchContainerError:
         cg = None
     if cg is not None:
-        try:
+        with contextlib.suppress(ContainerlabError):
             oom = bool(cg.read().oom_kill)
-        finally:
-            cg.remove()
-    return state.update(
+    rec = state.update(
         cid, status="exited", pid=0, exit_code=exit_code, finished_at=state.now(), oom_killed=oom
     )
+    if cg is not None:
+        # The exit is recorded first: a cgroup kept busy by a process nobody reaps yet (a
+        # zombie) must not lose it. What stays is found by `system doctor`.
+        with contextlib.suppress(ContainerlabError):
+            cg.remove()
+    return rec
 
 
 def remove_record(cid: str) -> None:

@@ -191,8 +191,11 @@ def examine() -> list[Finding]:
             owner = _root_container(pid, containers)
             if owner is not None:
                 strays[pid] = owner
+    orphan_cgroups = set()
     for pid, owner in sorted(strays.items(), key=lambda item: int(item[0])):
         if owner not in running and not state.busy(owner):
+            if owner not in known:  # its record is gone: nothing else names its cgroup
+                orphan_cgroups.add(f"clab-{owner[:12]}")
             findings.append(
                 Finding("process", pid, f"belongs to container {owner[:12]}, which is not running")
             )
@@ -216,6 +219,14 @@ def examine() -> list[Finding]:
                         findings.append(
                             Finding("temp", str(p), "left by a pull, load or unpack that died")
                         )
+    from containerlab import cgroups
+
+    for name in sorted(orphan_cgroups):
+        with contextlib.suppress(ContainerlabError):
+            cgroups.Cgroup.open(name)
+            findings.append(
+                Finding("cgroup", name, "the cgroup of a stray container (its record is gone)")
+            )
     findings += _network_findings()
     return findings
 
