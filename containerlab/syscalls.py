@@ -153,7 +153,11 @@ def explain(action: str, shell: str | None = None) -> None:
     line = f"[explain] {action}"
     if shell:
         line += f"\n          $ {shell}"
-    print(line, file=sys.stderr, flush=True)
+    # One write for the whole step: the caller and the container's launcher explain into
+    # the same stderr at once, and two writes per step (print's text, then its newline)
+    # could interleave with the other process's lines.
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def clone_flag_names(flags: int) -> list[str]:
