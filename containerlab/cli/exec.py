@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 
-from containerlab.cli.run import _parse_env
+from containerlab.cli.run import _parse_env, env_flags
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
@@ -45,21 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "-i", "--interactive", action="store_true", help="keep stdin open: the command reads it"
     )
     p.add_argument("-t", "--tty", action="store_true", help="give the command a pseudo-terminal")
-    p.add_argument(
-        "-e",
-        "--env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set an environment variable (on top of the container's)",
-    )
-    p.add_argument(
-        "--env-file",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="read environment variables from a file",
-    )
+    env_flags(p, " (on top of the container's)")
     p.add_argument(
         "-u", "--user", metavar="USER[:GROUP]", help="user (name or uid) and group to run as"
     )

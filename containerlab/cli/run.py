@@ -137,6 +137,25 @@ def cmd_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def env_flags(p: argparse.ArgumentParser, what: str = "") -> None:
+    """``-e`` and ``--env-file``, as ``run``, ``create`` and ``exec`` spell them."""
+    p.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"set an environment variable{what}",
+    )
+    p.add_argument(
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read environment variables from a file",
+    )
+
+
 def _container_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
     if run:
         p.add_argument(
@@ -164,21 +183,7 @@ def _container_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
         help="run a small init as PID 1 that reaps zombies and forwards signals",
     )
     p.add_argument("--name", help="a name for the container (unique)")
-    p.add_argument(
-        "-e",
-        "--env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set an environment variable",
-    )
-    p.add_argument(
-        "--env-file",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="read environment variables from a file",
-    )
+    env_flags(p)
     p.add_argument(
         "-u",
         "--user",
