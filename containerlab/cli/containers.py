@@ -28,6 +28,12 @@ def _each(names: list[str], action) -> int:
     return status
 
 
+def ports_column(rec) -> str:
+    from containerlab.runtime import networking
+
+    return networking.ports_column(rec)
+
+
 def ps_row(rec) -> dict[str, Any]:
     cmd = " ".join(rec.config["argv"])
     return {
@@ -39,7 +45,7 @@ def ps_row(rec) -> dict[str, Any]:
         "Status": status_text(rec),
         "State": rec.state.status,
         "Names": rec.name,
-        "Ports": "",
+        "Ports": ports_column(rec),
     }
 
 

@@ -3,7 +3,8 @@
 A network is a bridge, a subnet with its address pool and its firewall rules, recorded by
 name under the state root (see ``containerlab.network.networks``). containerlab identifies
 networks by their name, so the name is also what ``create`` prints and what ``Id`` shows.
-``connect``/``disconnect`` come once containers are attached to networks by the runtime.
+``connect``/``disconnect`` plug a container into one more network, or out of one, while it
+runs (see ``containerlab.runtime.networking``).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def inspect_doc(name: str) -> dict:
         "Internal": info["internal"],
         # Endpoints by owner (a container id), as Docker keys them by container id.
         "Containers": {
-            owner: {"IPv4Address": f"{address}/{prefix}"}
+            owner: {"Name": _container_name(owner), "IPv4Address": f"{address}/{prefix}"}
             for owner, address in sorted(info["endpoints"].items())
         },
         "Options": {BRIDGE_OPTION: info["bridge"]},
@@ -74,6 +75,29 @@ def inspect_doc(name: str) -> dict:
         # the network is used again).
         "BridgePresent": info["bridge_present"],
     }
+
+
+def _container_name(owner: str) -> str:
+    from containerlab.runtime import state
+
+    try:
+        return state.load(owner).name
+    except ContainerlabError:  # an endpoint made by hand (a notebook), not a container's
+        return ""
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    from containerlab.runtime import networking
+
+    networking.connect(args.container, args.network, args.ip, tuple(args.alias))
+    return 0
+
+
+def cmd_disconnect(args: argparse.Namespace) -> int:
+    from containerlab.runtime import networking
+
+    networking.disconnect(args.container, args.network)
+    return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -181,3 +205,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-f", "--force", action="store_true", help="do not ask (never asks)")
     p.set_defaults(func=cmd_prune)
+    p = nsub.add_parser(
+        "connect",
+        help="connect a container to a network",
+        description="Connect a container to one more network: a running one gets a new "
+        "interface (eth1, eth2...) now, a stopped one at its next start.",
+    )
+    p.add_argument("--ip", metavar="ADDR", help="this IPv4 address on the network")
+    p.add_argument(
+        "--alias", action="append", default=[], metavar="NAME", help="another name on it"
+    )
+    p.add_argument("network", metavar="NETWORK")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func=cmd_connect)
+    p = nsub.add_parser(
+        "disconnect",
+        help="disconnect a container from a network",
+        description="Disconnect a container from a network: its interface there goes, its "
+        "address goes back to the pool.",
+    )
+    p.add_argument("-f", "--force", action="store_true", help="accepted for Docker's habit")
+    p.add_argument("network", metavar="NETWORK")
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func=cmd_disconnect)

@@ -52,6 +52,14 @@ def spec_from(args: argparse.Namespace):
         init=args.init,
         auto_remove=getattr(args, "rm", False),
         limits=limits_from(args),
+        network=args.network,
+        ip=args.ip,
+        network_aliases=tuple(args.network_alias),
+        publish=tuple(args.publish),
+        publish_all=args.publish_all,
+        dns=tuple(args.dns),
+        dns_search=tuple(args.dns_search),
+        add_hosts=tuple(args.add_host),
     )
 
 
@@ -94,6 +102,46 @@ def resource_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu-shares", type=int, metavar="N", help="relative CPU weight (default 1024)")
     p.add_argument("--cpuset-cpus", metavar="LIST", help="CPUs it may run on, e.g. 0-1 or 0")
     p.add_argument("--pids-limit", type=int, metavar="N", help="most processes and threads at once")
+
+
+def network_flags(p: argparse.ArgumentParser) -> None:
+    """Networks, ports and names, as `docker run` spells them."""
+    p.add_argument(
+        "--network",
+        "--net",
+        default="bridge",
+        metavar="NET",
+        help="bridge (default), a network from `network create`, none, host or container:NAME",
+    )
+    p.add_argument("--ip", metavar="ADDR", help="this IPv4 address on a user network")
+    p.add_argument(
+        "--network-alias",
+        "--net-alias",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name the container is found by on a user network",
+    )
+    p.add_argument(
+        "-p",
+        "--publish",
+        action="append",
+        default=[],
+        metavar="[IP:]HOST:CTR[/udp]",
+        help="publish a container port on the host (-p 8080:80, -p 80 for a random port)",
+    )
+    p.add_argument(
+        "-P",
+        "--publish-all",
+        action="store_true",
+        help="publish every port the image EXPOSEs on a random host port",
+    )
+    for flag, text in (
+        ("--dns", "a nameserver for the container's /etc/resolv.conf"),
+        ("--dns-search", "a search domain for the container's /etc/resolv.conf"),
+        ("--add-host", "add NAME:IP to the container's /etc/hosts (IP may be host-gateway)"),
+    ):
+        p.add_argument(flag, action="append", default=[], metavar="VALUE", help=text)
 
 
 def _explain(args: argparse.Namespace) -> None:
@@ -198,6 +246,7 @@ def _container_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
         "--hostname", "-h", metavar="NAME", help="container hostname (default: the short id)"
     )
     resource_flags(p)
+    network_flags(p)
     p.add_argument(
         "--explain",
         action="store_true",

@@ -220,6 +220,13 @@ def ensure_default() -> Network:
                 up(net)
             return net
         subnet = ipaddress.IPv4Network(DEFAULT_SUBNET)
+        if links.link_exists(links.DEFAULT_BRIDGE):
+            raise NetworkError(
+                f"bridge {links.DEFAULT_BRIDGE} exists but this state root ({paths.state_root()})"
+                " has no record of it: another CONTAINERLAB_ROOT uses it (stop its containers"
+                f" and run `containerlab network rm {DEFAULT_NETWORK}` there), or a crash left"
+                f" it behind (`ip link del {links.DEFAULT_BRIDGE}`)"
+            )
         what = _overlaps(subnet)
         if what is not None:
             raise NetworkError(
@@ -248,10 +255,18 @@ def network(name: str, subnet: str | None = None, *, internal: bool = False) -> 
 
 
 # --- endpoints --------------------------------------------------------------------------------
-def connect(name: str, owner: str, target: int | str, ip: str | None = None) -> links.Endpoint:
+def connect(
+    name: str,
+    owner: str,
+    target: int | str,
+    ip: str | None = None,
+    ifname: str = links.CONTAINER_IFNAME,
+    default_route: bool = True,
+) -> links.Endpoint:
     """``network connect``: give ``owner`` an address on ``name`` and plug namespace
-    ``target`` (a pid or netns name) into its bridge as ``eth0``. The address goes back if
-    the plugging fails."""
+    ``target`` (a pid or netns name) into its bridge as ``ifname`` (``eth0``). The address
+    goes back if the plugging fails. Only one interface can hold the default route: a
+    second network (``eth1``) reaches its own subnet only, as in Docker."""
     net = get(name)
     if not links.link_exists(net.bridge):
         up(net)
@@ -261,8 +276,9 @@ def connect(name: str, owner: str, target: int | str, ip: str | None = None) -> 
             net.bridge,
             target,
             str(address),
-            net.gateway,
+            net.gateway if default_route else None,
             links.veth_name(owner, name),
+            ifname,
         )
     except BaseException:
         ipam.release(name, owner)

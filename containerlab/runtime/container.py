@@ -33,7 +33,7 @@ from containerlab.errors import (
 from containerlab.image import base
 from containerlab.image.reference import parse
 from containerlab.image.store import Image, Store
-from containerlab.runtime import state
+from containerlab.runtime import networking, state
 from containerlab.runtime.spec import DEFAULT_PATH, ContainerSpec
 
 #: Where the launcher finds the init steps to run inside the container.
@@ -104,6 +104,7 @@ def create(spec: ContainerSpec) -> state.Record:
     image = image_for(store, spec.image)
     config = image.run_config
     argv = command_for(spec, config)
+    network = networking.config_from(spec)  # a bad -p or an unknown network fails here
     cid = secrets.token_hex(32)
     hostname = spec.hostname or cid[:12]
 
@@ -134,6 +135,9 @@ def create(spec: ContainerSpec) -> state.Record:
                 "init": spec.init,
                 "auto_remove": spec.auto_remove,
                 "stop_signal": config.get("StopSignal") or "SIGTERM",
+                # Its networks, ports and names: every veth, address and rule derives from
+                # this and the id (see runtime/networking.py).
+                "network": network,
                 # The cgroup it will run in, named before it exists (see `system doctor`).
                 "cgroup": {"name": f"clab-{cid[:12]}", "limits": limits_dict(spec.limits)},
                 # Who created it: a --rm container still "created" after its creator died
@@ -179,11 +183,24 @@ def launch(
         "masks": cfg["masked_paths"],
         "console": console,
     }
+    new, join = networking.namespace_plan(record)
+    payload["new_net"] = "net" in new
+    payload["binds"] = networking.write_files(record)
     ns_spec = namespaces.NamespaceSpec(
-        new=frozenset(cfg["namespaces"]),
+        new=new,
+        join=join,
         hostname=cfg["hostname"] if "uts" in cfg["namespaces"] else None,
     )
     cg = make_cgroup(cfg)
+
+    def before_go(launcher: int) -> None:
+        # The launcher has made the namespaces and waits: the outside work happens now.
+        # It joins the cgroup before it forks, so every process of the container is born
+        # inside its limits; its network namespace gets its veths and addresses.
+        if cg is not None:
+            cg.add(launcher)
+        networking.plug(record, launcher)
+
     try:
         proc = namespaces.spawn(
             cfg["argv"],
@@ -195,19 +212,15 @@ def launch(
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
-            # The launcher joins the cgroup before it forks: every process of the
-            # container is born inside, none is ever outside its limits.
-            before_go=cg.add if cg is not None else None,
+            before_go=before_go,
             after_fork=send_launcher_home if cg is not None else None,
         )
     except ContainerlabError as e:
-        if cg is not None:
-            cg.remove()
+        _undo_start(record, cg)
         state.update(record.id, error=str(e), exit_code=e.exit_code)
         raise
     except BaseException:
-        if cg is not None:
-            cg.remove()
+        _undo_start(record, cg)
         raise
     state.update(
         record.id,
@@ -222,6 +235,12 @@ def launch(
         error="",
     )
     return proc
+
+
+def _undo_start(record: state.Record, cg: Any) -> None:
+    if cg is not None:
+        cg.remove()
+    networking.unplug(record)
 
 
 def limits_dict(limits: Any) -> dict[str, Any]:
@@ -281,6 +300,7 @@ def finish(cid: str, exit_code: int) -> state.Record:
     rec = state.update(
         cid, status="exited", pid=0, exit_code=exit_code, finished_at=state.now(), oom_killed=oom
     )
+    networking.unplug(rec)  # its addresses back to the pools, its published ports closed
     if cg is not None:
         # The exit is recorded first: a cgroup kept busy by a process nobody reaps yet (a
         # zombie) must not lose it. What stays is found by `system doctor`.
@@ -294,9 +314,11 @@ def remove_record(cid: str) -> None:
     # The record first, the hold last: a removal killed in between leaves a hold on no
     # container (which `system doctor` finds), never a container whose image can vanish.
     with contextlib.suppress(state.NoSuchContainerError):
-        cg = open_cgroup(state.load(cid).config)
+        rec = state.load(cid)
+        cg = open_cgroup(rec.config)
         if cg is not None:
             cg.remove()
+        networking.unplug(rec)  # nothing left if it exited cleanly; a killed start's leftovers
     state.delete(cid)
     Store().release(cid)
 

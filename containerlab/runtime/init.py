@@ -29,6 +29,27 @@ def _overlay_options(lower: list[str], upper: str, work: str) -> str:
     return f"lowerdir={':'.join(esc(p) for p in lower)},upperdir={esc(upper)},workdir={esc(work)}"
 
 
+def _file_mountpoint(root: str, inside: str) -> str:
+    """A regular file at ``inside`` (``/etc/hosts``) of the container's tree to bind over.
+
+    The image's own may be missing or a symlink; a symlink is replaced (in the writable
+    layer) rather than followed, since here, before pivot_root, an absolute link would point
+    into the host's tree.
+    """
+    path = root + inside
+    parent = os.path.dirname(path)
+    if os.path.islink(parent) or not os.path.realpath(parent).startswith(root.rstrip("/") + "/"):
+        raise ContainerError(
+            f"{os.path.dirname(inside)} in the image is a symlink; cannot mount {inside}"
+        )
+    os.makedirs(parent, exist_ok=True)
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
+        os.unlink(path)
+    if not os.path.lexists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644))
+    return path
+
+
 def setup(payload: dict) -> dict[str, str]:
     """Mount the container's root, pivot into it, become its user (payload from the runtime).
 
@@ -47,6 +68,8 @@ def setup(payload: dict) -> dict[str, str]:
     )
     if payload["new_net"]:
         syscalls.set_link_up("lo")  # a new network namespace starts with lo down
+    for source, inside in payload.get("binds", []):
+        rootfs.bind(source, _file_mountpoint(target, inside), recursive=False)
     rootfs.setup_root(target, new_net=payload["new_net"], masks=payload["masks"])
     workdir = payload["workdir"]
     os.makedirs(workdir, exist_ok=True)  # Docker creates a missing working directory

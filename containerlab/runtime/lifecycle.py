@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from containerlab.errors import ContainerError
-from containerlab.runtime import container, state
+from containerlab.runtime import container, networking, state
 
 
 def get(name_or_id: str) -> state.Record:
@@ -324,6 +324,11 @@ def inspect(name_or_id: str) -> dict[str, Any]:
         "HostConfig": {
             "AutoRemove": cfg.get("auto_remove", False),
             "Init": cfg.get("init", False),
+            "NetworkMode": networking.mode_name(cfg.get("network") or {"mode": "none"}),
+            "PortBindings": (cfg.get("network") or {}).get("publish", []),
+            "PublishAllPorts": (cfg.get("network") or {}).get("publish_all", False),
+            "Dns": (cfg.get("network") or {}).get("dns", []),
+            "ExtraHosts": [":".join(h) for h in (cfg.get("network") or {}).get("add_hosts", [])],
             **_host_limits(cfg),
         },
         "Config": {
@@ -345,5 +350,6 @@ def inspect(name_or_id: str) -> dict[str, Any]:
                 "MergedDir": str(rec.dir / "rootfs"),
             },
         },
+        "NetworkSettings": networking.settings(rec),
         "LogPath": str(rec.dir / "container.log"),
     }

@@ -31,3 +31,13 @@ class ContainerSpec:
     init: bool = False  # --init: a small init is PID 1, reaps zombies, forwards signals
     auto_remove: bool = False  # --rm: remove the container when its command exits
     limits: Any = None  # cgroups.Limits: --memory, --cpus, --pids-limit... (None: no limits)
+    # Networking (see runtime/networking.py). The CLI's default is "bridge", as Docker's; the
+    # Python API's is "none" (only lo): the notebooks before 07 keep the network out of view.
+    network: str = "none"  # "bridge", a user network, "none", "host" or "container:NAME"
+    ip: str | None = None  # --ip: this address on a user network
+    network_aliases: tuple[str, ...] = ()  # --network-alias: more names on a user network
+    publish: tuple[str, ...] = ()  # -p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO], as typed
+    publish_all: bool = False  # -P: every EXPOSEd port on a random host port
+    dns: tuple[str, ...] = ()  # --dns: nameservers for /etc/resolv.conf
+    dns_search: tuple[str, ...] = ()  # --dns-search
+    add_hosts: tuple[str, ...] = ()  # --add-host NAME:IP lines for /etc/hosts
