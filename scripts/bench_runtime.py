@@ -1,44 +1,49 @@
 #!/usr/bin/env python3
 """Benchmark: how long a container takes to start and stop, and what an idle one costs.
 
-    sudo .venv/bin/python scripts/bench_runtime.py [--runs 20]
+    sudo .venv/bin/python scripts/bench_runtime.py [--runs 20] [--install]
 
-Side by side in one run, on the same busybox root filesystem (the busybox image's layer):
+Side by side in one run, on the same busybox image (the project's offline one: its layer
+for runc/crun, `containerlab save` loaded into podman and docker; nothing is pulled):
 
-- ``containerlab run --rm busybox true`` (the CLI, as a user types it), and the same with
-  cgroup limits (``-m 64m --cpus 1 --pids-limit 100``): what configuring them costs;
-- ``runc run`` and ``crun run`` of an OCI bundle over that rootfs (``runc spec``, with the
-  terminal off and no network namespace changes), when installed;
-- ``podman run --rm`` and ``docker run --rm`` when installed and able to run here.
+- ``containerlab run --rm --network none busybox true`` (the CLI, as a user types it), and
+  the same with cgroup limits (``-m 64m --cpus 1 --pids-limit 100``): what they cost;
+- ``runc run`` and ``crun run`` of an OCI bundle over that rootfs (``runc spec``: the
+  terminal off, a new network namespace with only lo, as ``--network none``);
+- ``podman run --rm --network none`` (crun, cgroupfs) and ``docker run --rm --network
+  none`` (a private dockerd, runc) when installed: see benchlib.py for how they run apart
+  from the host, in a private mount and network namespace. Their rows include entering it
+  (``nsenter``), which has its own row.
 
-Then the memory an idle detached container holds on the host: the proportional set size
-(PSS, from /proc/PID/smaps_rollup) of its supervisor, its launcher and its PID 1, next to
-conmon (podman) or containerd-shim (docker) measured the same way when those run here.
+All rows use ``--network none``: the cost of the network is scripts/bench_network.py's.
 
-Nothing is asserted: performance is reported, never a timed test. Runs alternate between
-the tools, and medians are reported with the minimum, since the machine is shared.
+Then the memory an idle detached container (``run -d ... sleep 300``) holds on the host:
+the proportional set size (PSS, /proc/PID/smaps_rollup) of containerlab's supervisor,
+launcher and PID 1, next to podman's conmon + PID 1 and docker's containerd-shim + PID 1
+(dockerd and containerd, shared by all containers, listed apart).
+
+Needs root, runc and crun (setup.sh installs them); podman and docker are optional:
+``--install`` installs the missing ones (``apt-get install -y --no-install-recommends
+podman docker.io``), else their rows say how. Nothing is asserted: performance is
+reported, never a timed test. Runs alternate between the tools, and medians are reported
+with the minimum, since the machine is shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-CLI = str(Path(sys.executable).parent / "containerlab")
-
-
-def timed(cmd: list[str], **kw) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
-    return time.perf_counter() - t0
+import benchlib as bl
 
 
 def make_bundle(rootfs: Path, bundle: Path) -> None:
@@ -52,43 +57,52 @@ def make_bundle(rootfs: Path, bundle: Path) -> None:
     (bundle / "config.json").write_text(json.dumps(config))
 
 
-def pss_kb(pid: int) -> int:
+def idle_memory(engines: dict[str, bl.Engine], work: Path) -> list[tuple[str, list]]:
+    """Per tool: [(label, pid)] of the processes one idle detached container holds."""
+    from containerlab.runtime import state
+
+    out: list[tuple[str, list]] = []
+    cid = subprocess.run(
+        [bl.CLI, "run", "-d", "--network", "none", "busybox", "sleep", "300"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except FileNotFoundError:
-        pass
-    return 0
-
-
-def tree(pid: int) -> list[int]:
-    """pid and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
+        time.sleep(0.5)
+        sup = state.load(cid).state.supervisor_pid
+        procs = bl.tree(sup)
+        rows = [(("supervisor: " if p == sup else "") + bl.cmdline(p), p) for p in procs]
+        out.append(("containerlab", [(label, bl.pss_kb(p)) for label, p in rows]))
+    finally:
+        subprocess.run([bl.CLI, "rm", "-f", cid], capture_output=True)
+    for name, e in engines.items():
+        cid = e.out("run", "-d", "--pull", "never", "--network", "none", "busybox", "sleep", "300")
+        try:
+            time.sleep(0.5)
+            pid1 = int(e.out("inspect", "-f", "{{.State.Pid}}", cid))
+            if name == "podman":
+                keeper = int(e.out("inspect", "-f", "{{.State.ConmonPid}}", cid))
+            else:
+                keeper = bl.parent(pid1)  # containerd-shim-runc-v2
+            rows = [(f"{bl.cmdline(keeper, 1)} (per container)", keeper), (bl.cmdline(pid1), pid1)]
+            if name == "docker":
+                daemon = int((work / "docker" / "dockerd.pid").read_text())
+                shared = [daemon, *(p for p in bl.tree(daemon) if bl.cmdline(p, 1) == "containerd")]
+                rows += [(f"{bl.cmdline(p, 1)} (shared by all containers)", p) for p in shared]
+            out.append((name, [(label, bl.pss_kb(p)) for label, p in rows]))
+        finally:
+            subprocess.run(e("rm", "-f", "-t", "0", cid), capture_output=True, env=e.env)
     return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--install", action="store_true", help="apt-get install missing tools")
+    ap.add_argument("--podman-runtime", default="crun", choices=["crun", "runc"])
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench_runtime.py needs root (sudo)", file=sys.stderr)
-        return 1
+    bl.need_root("bench_runtime.py")
     work = Path(tempfile.mkdtemp(prefix="clab-bench-"))
     os.environ["CONTAINERLAB_ROOT"] = str(work / "clab")
     from containerlab.image import base
@@ -97,103 +111,61 @@ def main() -> int:
     store = Store()
     base.ensure_base_image(store)
     (rootfs,) = store.layer_dirs(store.image("busybox"))
-    tools: dict[str, list[str]] = {
-        "containerlab run --rm": [CLI, "run", "--rm", "busybox", "true"],
+    clab_run = [bl.CLI, "run", "--rm", "--network", "none"]
+    tools: dict[str, Callable[[], object]] = {
+        "containerlab run --rm --network none": bl.command([*clab_run, "busybox", "true"]),
         # The same with cgroup limits set: what configuring the cgroup adds to a start.
-        "containerlab run --rm -m 64m --cpus 1 --pids-limit 100": [
-            CLI,
-            "run",
-            "--rm",
-            "-m",
-            "64m",
-            "--cpus",
-            "1",
-            "--pids-limit",
-            "100",
-            "busybox",
-            "true",
-        ],
+        "containerlab run --rm --network none -m 64m --cpus 1 --pids-limit 100": bl.command(
+            [*clab_run, "-m", "64m", "--cpus", "1", "--pids-limit", "100", "busybox", "true"]
+        ),
     }
-    if shutil.which("runc"):
-        make_bundle(rootfs, work / "runc")
-        tools["runc run"] = [
-            "runc",
-            "--root",
-            str(work / "runc-state"),
-            "run",
-            "-b",
-            str(work / "runc"),
-            "bench",
-        ]
-    if shutil.which("crun"):
-        make_bundle(rootfs, work / "crun")
-        # crun refuses this host's v1/v2 hybrid cgroups unless the cgroup2 mount is hidden.
-        tools["crun run"] = [
-            "unshare",
-            "-m",
-            "sh",
-            "-c",
-            "umount /sys/fs/cgroup/unified 2>/dev/null; exec crun --root "
-            f"{work}/crun-state run -b {work}/crun bench",
-        ]
-    for name in ("podman", "docker"):
-        if (
-            shutil.which(name)
-            and subprocess.run([name, "info"], capture_output=True).returncode == 0
-        ):
-            tools[f"{name} run --rm"] = [
-                name,
-                "run",
-                "--rm",
-                "--network",
-                "none",
-                "busybox",
-                "true",
-            ]
-    times: dict[str, list[float]] = {t: [] for t in tools}
-    try:
-        for cmd in tools.values():  # one warm-up each
-            timed(cmd)
-        for i in range(args.runs):
-            order = list(tools.items())
-            for t, cmd in order if i % 2 == 0 else reversed(order):
-                times[t].append(timed(cmd))
-
-        # Memory of an idle detached container.
-        cid = subprocess.run(
-            [CLI, "run", "-d", "busybox", "sleep", "300"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        time.sleep(0.5)
-        from containerlab.runtime import state
-
-        rec = state.load(cid)
-        sup = rec.state.supervisor_pid
-        procs = tree(sup)
-        pss = {p: pss_kb(p) for p in procs}
-        names = {}
-        for p in procs:
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            names[p] = " ".join(a.decode() for a in argv[:4] if a).replace(
-                str(Path(sys.executable).parent) + "/", ""
+    skipped: dict[str, str] = {}
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, ignore_errors=True)  # last, after the engines
+        for runtime in ("runc", "crun"):
+            why = bl.missing([runtime, "runc"], args.install)  # runc spec writes the bundle
+            if why:
+                skipped[f"{runtime} run"] = why
+                continue
+            make_bundle(rootfs, work / runtime)
+            run = [runtime, "--root", str(work / f"{runtime}-state"), "run"]
+            run += ["-b", str(work / runtime), "bench"]
+            if runtime == "crun":
+                # crun refuses this host's v1/v2 hybrid cgroups unless the cgroup2 mount at
+                # /sys/fs/cgroup/unified is hidden (in a mount namespace of its own).
+                run = ["unshare", "-m", "sh", "-c", "umount /sys/fs/cgroup/unified 2>/dev/null;"
+                       " exec " + " ".join(run)]  # fmt: skip
+            tools[f"{runtime} run"] = bl.command(run)
+        sandbox, engines, why_not = bl.engines(
+            stack, work, install=args.install, podman_runtime=args.podman_runtime
+        )
+        for name, why in why_not.items():
+            skipped[f"{name} run --rm --network none"] = why
+        if sandbox:
+            tools["nsenter into the sandbox, `true` (included in the rows below)"] = bl.command(
+                [*sandbox.prefix, "true"]
             )
-        names[sup] = "supervisor: " + names[sup]
-        subprocess.run([CLI, "rm", "-f", cid], check=True, capture_output=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        for name, e in engines.items():
+            tools[f"{name} run --rm --network none ({e.version})"] = bl.command(
+                e("run", "--rm", "--pull", "never", "--network", "none", "busybox", "true"), e.env
+            )
+        times = bl.alternate(tools, args.runs)
+        memory = idle_memory(engines, work)
 
-    print("| command | median | min |")
-    print("|---|---|---|")
-    for t, xs in times.items():
-        print(f"| {t} | {statistics.median(xs) * 1000:.0f} ms | {min(xs) * 1000:.0f} ms |")
+    print(f"`run --rm busybox true`, {args.runs} runs each, interleaved\n")
+    bl.print_table(times, skipped)
     print()
-    print("memory of one idle detached container (`run -d busybox sleep 300`), PSS:")
-    for p in procs:
-        print(f"  {names[p][:60]:60} {pss[p] / 1024:.1f} MiB")
-    print(f"  {'total':60} {sum(pss.values()) / 1024:.1f} MiB")
+    print("memory of one idle detached container (`run -d --network none busybox sleep 300`),")
+    print("PSS:\n")
+    print("| tool | process | PSS |")
+    print("|---|---|---|")
+    for tool, rows in memory:
+        per_container = 0
+        for label, kb in rows:
+            print(f"| {tool} | {label[:70]} | {kb / 1024:.1f} MiB |")
+            if "shared by all" not in label:
+                per_container += kb
+        print(f"| {tool} | **per container** | **{per_container / 1024:.1f} MiB** |")
     return 0
 
 
