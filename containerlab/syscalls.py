@@ -174,10 +174,15 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), "unshare", None, ",".join(names))
 
 
-def setns(fd: int, nstype: int = 0, path: str | None = None) -> None:
-    """Join the namespace that ``fd`` (an open ``/proc/PID/ns/KIND``) refers to."""
+def setns(fd: int, nstype: int = 0, path: str | None = None, *, quiet: bool = False) -> None:
+    """Join the namespace that ``fd`` (an open ``/proc/PID/ns/KIND``) refers to.
+
+    ``quiet`` skips the explain line, for a caller that explains the whole step itself (a
+    thread popping into a container's netns to open a netlink socket there, and back).
+    """
     kind = ",".join(clone_flag_names(nstype)) or "any"
-    explain(f"setns({path or fd}, {kind})", f"nsenter --{kind}={path}" if path else None)
+    if not quiet:
+        explain(f"setns({path or fd}, {kind})", f"nsenter --{kind}={path}" if path else None)
     _check(_libc.setns(fd, nstype), "setns", path, kind)
 
 
