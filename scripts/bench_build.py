@@ -48,10 +48,7 @@ def main() -> int:
     os.environ["CONTAINERLAB_ROOT"] = str(work / "clab")
     ctx = work / "ctx"
     ctx.mkdir()
-    # The CLI runs as installed: with compiled bytecode (this machine's environment may set
-    # PYTHONDONTWRITEBYTECODE, which makes every run compile the package again: ~150 ms).
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    bl.python_as_installed(work)
     (ctx / "Dockerfile").write_text(DOCKERFILE)
 
     from containerlab.build import builder

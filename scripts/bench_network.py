@@ -54,6 +54,7 @@ def main() -> int:
         return 1
     work = Path(tempfile.mkdtemp(prefix="clab-bench-net-"))
     os.environ["CONTAINERLAB_ROOT"] = str(work / "clab")
+    bl.python_as_installed(work)
     from containerlab.image import base
     from containerlab.image.store import Store
 

@@ -105,6 +105,7 @@ def main() -> int:
     bl.need_root("bench_runtime.py")
     work = Path(tempfile.mkdtemp(prefix="clab-bench-"))
     os.environ["CONTAINERLAB_ROOT"] = str(work / "clab")
+    bl.python_as_installed(work)
     from containerlab.image import base
     from containerlab.image.store import Store
 
