@@ -24,7 +24,21 @@ def clab_root(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     monkeypatch.delenv("CONTAINERLAB_RUN", raising=False)
     monkeypatch.delenv("CONTAINERLAB_EXPLAIN", raising=False)
     yield root
+    remove_networks()
     shutil.rmtree(root, ignore_errors=True)
+
+
+def remove_networks() -> None:
+    """The networks a test's containers made (the default one, created on first use, above
+    all): the bridges and rules are the host's, and the leak check wants them gone."""
+    import contextlib
+
+    from containerlab.errors import ContainerlabError
+    from containerlab.network import networks
+
+    for net in networks.ls():
+        with contextlib.suppress(ContainerlabError):
+            networks.remove(net.name)
 
 
 @pytest.fixture(scope="session")

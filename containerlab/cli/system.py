@@ -35,8 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ssub = system.add_subparsers(dest="system_verb", metavar="COMMAND", parser_class=type(system))
     p = ssub.add_parser(
         "prune",
-        help="remove stopped containers and unused image data",
-        description="Remove every stopped container, then image data no image uses.",
+        help="remove stopped containers, unused networks and unused image data",
+        description="Remove every stopped container, every network no container uses (the "
+        "default one too: it comes back on the next run), then image data no image uses.",
     )
     p.add_argument("-f", "--force", action="store_true", help="do not ask (never asks)")
     p.set_defaults(func=cmd_system_prune)

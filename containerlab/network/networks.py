@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import ipaddress
 import json
 import os
@@ -210,6 +211,22 @@ def remove(name: str) -> None:
         _forget(net)
 
 
+def default_shape() -> tuple[str, str]:
+    """The default network's bridge and subnet: clab0 on 172.30/16 for the machine's state
+    root (``/var/lib/containerlab``, the lab's). Another root (each test's, a second lab)
+    gets a bridge named after it and a free /24, so two roots never fight over clab0.
+    """
+    if str(paths.state_root()) == paths.DEFAULT_ROOT:
+        return links.DEFAULT_BRIDGE, DEFAULT_SUBNET
+    digest = hashlib.sha256(str(paths.state_root()).encode()).hexdigest()
+    return f"{links.DEFAULT_BRIDGE}-{digest[:8]}", ""
+
+
+def bridge_of(name: str) -> str:
+    """The bridge a network of this name has (or would have) under this state root."""
+    return default_shape()[0] if name == DEFAULT_NETWORK else links.bridge_name(name)
+
+
 def ensure_default() -> Network:
     """The default network, created on first use (and brought up again after a reboot)."""
     with _lock():
@@ -219,21 +236,24 @@ def ensure_default() -> Network:
             if not links.link_exists(net.bridge):
                 up(net)
             return net
-        subnet = ipaddress.IPv4Network(DEFAULT_SUBNET)
-        if links.link_exists(links.DEFAULT_BRIDGE):
+        bridge, wanted = default_shape()
+        if links.link_exists(bridge):
             raise NetworkError(
-                f"bridge {links.DEFAULT_BRIDGE} exists but this state root ({paths.state_root()})"
-                " has no record of it: another CONTAINERLAB_ROOT uses it (stop its containers"
-                f" and run `containerlab network rm {DEFAULT_NETWORK}` there), or a crash left"
-                f" it behind (`ip link del {links.DEFAULT_BRIDGE}`)"
+                f"bridge {bridge} exists but this state root ({paths.state_root()}) has no"
+                " record of it: a crash left it behind; remove it with `ip link del"
+                f" {bridge}` (or `containerlab system doctor --fix`)"
             )
-        what = _overlaps(subnet)
-        if what is not None:
-            raise NetworkError(
-                f"the default network's subnet {subnet} overlaps {what}; remove that route"
-                " or run containers on a user network (`network create`)"
-            )
-        net = Network(DEFAULT_NETWORK, links.DEFAULT_BRIDGE, str(subnet), str(subnet[1]))
+        if wanted:
+            subnet = ipaddress.IPv4Network(wanted)
+            what = _overlaps(subnet)
+            if what is not None:
+                raise NetworkError(
+                    f"the default network's subnet {subnet} overlaps {what}; remove that route"
+                    " or run containers on a user network (`network create`)"
+                )
+        else:
+            subnet = _pick_subnet()
+        net = Network(DEFAULT_NETWORK, bridge, str(subnet), str(subnet[1]))
         ipam.create_pool(net.name, net.subnet, net.gateway)
         _save(net)
         try:

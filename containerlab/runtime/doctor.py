@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from containerlab import paths, rootfs, syscalls
 from containerlab.errors import ContainerlabError
 from containerlab.image.store import Store
-from containerlab.runtime import container, state
+from containerlab.runtime import container, networking, state
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,16 @@ def examine() -> list[Finding]:
                         f"the cgroup of container {cid[:12]}, which is not running",
                     )
                 )
+            held = networking.held(after)
+            if held:
+                findings.append(
+                    Finding(
+                        "endpoint",
+                        cid[:12],
+                        f"container {cid[:12]} is not running but holds {held} (its supervisor"
+                        " died before giving them back)",
+                    )
+                )
     if root.is_dir():
         for d in root.iterdir():
             if d.name not in known and not _complete(d.name):
@@ -277,6 +287,11 @@ def repair(findings: list[Finding]) -> list[str]:
             elif f.kind in _NETWORK_KINDS:
                 if (f.kind, f.what) in still:  # not taken up again meanwhile
                     done.append(_repair_network(f))
+            elif f.kind == "endpoint":
+                rec = state.load(state.resolve(f.what))
+                if not state.refresh(rec).running and not state.busy(rec.id):
+                    networking.unplug(rec)
+                    done.append(f"released the addresses and ports of {f.what}")
             elif f.kind == "record":
                 try:
                     rec = state.load(state.resolve(f.what))
@@ -396,7 +411,7 @@ def _network_findings() -> list[Finding]:
             continue
         prefix = pool["subnet"].split("/")[1]
         gateway = f"{pool['gateway']}/{prefix}"
-        bridge = links.bridge_name(name)
+        bridge = networks.bridge_of(name)
         addresses = _bridge_addresses(bridge) if bridge in present else set()
         if addresses is None or addresses - {gateway}:
             continue  # a link of that name that is not the bridge this pool made: not ours

@@ -159,6 +159,10 @@ def _hosts_of(record: state.Record, endpoints: dict[str, dict[str, str]]) -> str
     cfg = _netcfg(record)
     own = [ep["ip"].split("/")[0] for ep in endpoints.values()]
     peers: list[tuple[str, list[str]]] = []
+    for net, ep in endpoints.items():  # its own name and aliases resolve too, as in Docker
+        mine = [record.name, *(cfg["networks"].get(net) or {}).get("aliases", [])]
+        if _user_network(net) and any(mine):
+            peers.append((ep["ip"].split("/")[0], [n for n in mine if n]))
     for net in endpoints:
         if not _user_network(net):
             continue
@@ -403,3 +407,22 @@ def disconnect(name_or_id: str, network: str) -> state.Record:
     rec = _forget_network(cid, network)
     _refresh_hosts([network, *endpoints], also=rec)
     return rec
+
+
+def held(record: state.Record) -> str:
+    """What a container holds on the networks, in words ("" if nothing): for ``doctor``,
+    which asks this of containers that are not running."""
+    from containerlab.network import ipam
+
+    cfg = _netcfg(record)
+    if cfg["mode"] != "bridge":
+        return ""
+    addresses = [
+        f"{ip} on {net}"
+        for net in cfg["networks"]
+        for owner, ip in ipam.allocations(net).items()
+        if owner == record.id
+    ]
+    ports = [p for p in settings(record)["Ports"]]
+    what = [f"address {a}" for a in addresses] + [f"published port {p}" for p in ports]
+    return ", ".join(what)
