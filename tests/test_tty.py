@@ -272,3 +272,23 @@ def test_exec_t_ctrl_c_and_window_size(term, box):
     t.expect(PROMPT)
     t.send(b"\x04")  # Ctrl-D exits with the last status: echo's 0
     assert t.wait() == 0
+
+
+def test_run_dt_gives_the_detached_container_a_terminal_of_its_own():
+    """`run -dt`: the supervisor holds the master of a terminal made inside the container
+    (as `docker run -dt`), so `tty` names it and its output is logged with CRLF."""
+    res = subprocess.run(
+        [CLI, "run", "-dt", "busybox", "sh", "-c", "tty; echo done"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode == 0, res.stderr
+    cid = res.stdout.strip()
+    try:
+        code = subprocess.run([CLI, "wait", cid], capture_output=True, text=True, timeout=30)
+        assert code.stdout.strip() == "0"
+        logs = subprocess.run([CLI, "logs", cid], capture_output=True, timeout=30)
+        assert logs.stdout == b"/dev/pts/0\r\ndone\r\n"
+    finally:
+        subprocess.run([CLI, "rm", "-f", cid], capture_output=True, timeout=30)

@@ -62,17 +62,21 @@ def supervise(cid: str, report_fd: int) -> int:
     log = LogWriter(str(rec.dir / LOG_NAME))
     sources: dict[int, str] = {}
     devnull = os.open(os.devnull, os.O_RDWR)
+    console = None
     if tty:
-        master, slave = os.openpty()
-        stdio = {"stdin": slave, "stdout": slave, "stderr": slave}
-        sources[master] = "stdout"  # a terminal has one output stream
+        # The container's own terminal, made inside it and sent back over a socket (see
+        # init.console): `tty` inside names it, as in `docker run -dt`.
+        from containerlab.runtime.tty import console_socket
+
+        console, theirs = console_socket()
+        stdio = {"stdin": theirs.detach(), "stdout": devnull, "stderr": devnull}
     else:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         stdio = {"stdin": devnull, "stdout": out_w, "stderr": err_w}
         sources = {out_r: "stdout", err_r: "stderr"}
     try:
-        proc = container.launch(rec, **stdio)
+        proc = container.launch(rec, console=console is not None, **stdio)
     except (ContainerlabError, OSError) as e:
         code = getattr(e, "exit_code", 125)
         _report(report_fd, {"event": "error", "code": code, "message": str(e)})
@@ -80,6 +84,18 @@ def supervise(cid: str, report_fd: int) -> int:
     finally:
         for fd in set(stdio.values()):
             os.close(fd)  # only the container holds the writing ends now
+    if console is not None:
+        from containerlab.runtime.tty import receive_console
+
+        try:
+            sources[receive_console(console)] = "stdout"  # a terminal: one output stream
+        except ContainerlabError as e:
+            proc.close()
+            container.finish(cid, proc.wait())
+            _report(report_fd, {"event": "error", "code": 125, "message": str(e)})
+            return 125
+        finally:
+            console.close()
     _report(report_fd, {"event": "started", "pid": proc.child_pid})
 
     sel = selectors.DefaultSelector()
