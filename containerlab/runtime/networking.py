@@ -230,7 +230,8 @@ def plug(record: state.Record, pid: int) -> None:
     cfg = _netcfg(record)
     if cfg["mode"] != "bridge":
         return
-    unplug(record)  # a clean slate: what a start that nobody finished (kill -9) left
+    if _leftovers(record):
+        unplug(record)  # a clean slate: what a start that nobody finished (kill -9) left
     endpoints: dict[str, dict] = {}
     ports: list[str] = []
     try:
@@ -247,6 +248,15 @@ def plug(record: state.Record, pid: int) -> None:
         unplug(record)
         raise
     _refresh_hosts(list(endpoints), also=record)
+
+
+def _leftovers(record: state.Record) -> bool:
+    """Whether a previous start of this container left endpoints behind (cheap to ask)."""
+    from containerlab.network import ipam
+
+    if (record.dir / "network.json").exists():
+        return True
+    return any(record.id in ipam.allocations(n) for n in _netcfg(record)["networks"])
 
 
 def exposed_ports(record: state.Record) -> list:
@@ -273,7 +283,10 @@ def unplug(record: state.Record) -> None:
     cfg = _netcfg(record)
     if cfg["mode"] != "bridge":
         return
-    if cfg["publish"] or cfg["publish_all"]:
+    publishes = bool(cfg["publish"] or cfg["publish_all"])
+    if not publishes and not _leftovers(record):
+        return  # nothing held (already unplugged): no netlink or firewall work
+    if publishes:
         with contextlib.suppress(NetworkError):
             nat.remove(record.id)
     names = list(cfg["networks"]) + [n for n in _endpoints(record) if n not in cfg["networks"]]
