@@ -44,6 +44,7 @@ def main() -> int:
     ap.add_argument("--install", action="store_true", help="apt-get install missing tools")
     args = ap.parse_args()
     bl.need_root("bench_build.py")
+    bl.become_subreaper()  # orphaned supervisors, conmon, shims: reaped here
     work = Path(tempfile.mkdtemp(prefix="clab-bench-build-"))
     os.environ["CONTAINERLAB_ROOT"] = str(work / "clab")
     ctx = work / "ctx"
@@ -70,6 +71,7 @@ def main() -> int:
     skipped: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, work, ignore_errors=True)  # last, after the engines
+        stack.callback(bl.reap_orphans, wait=5)  # stopping supervisors, conmon, shims
         _sandbox, engines, why_not = bl.engines(stack, work, install=args.install)
         for name, why in why_not.items():
             skipped[f"{name} build"] = why

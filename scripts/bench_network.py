@@ -48,6 +48,7 @@ def main() -> int:
     ap.add_argument("--install", action="store_true", help="apt-get install missing tools")
     args = ap.parse_args()
     bl.need_root("bench_network.py")
+    bl.become_subreaper()  # orphaned supervisors, conmon, shims: reaped here
     help_text = subprocess.run([bl.CLI, "run", "--help"], capture_output=True, text=True).stdout
     if "--network" not in help_text:
         print("this containerlab has no `run --network`: nothing to compare", file=sys.stderr)
@@ -65,6 +66,7 @@ def main() -> int:
     skipped: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, work, ignore_errors=True)  # last, after the sandbox
+        stack.callback(bl.reap_orphans, wait=5)  # stopping supervisors, conmon, shims
         sandbox, engines, why_not = bl.engines(stack, work, install=args.install)
         for name, why in why_not.items():
             skipped[f"{name} run --rm"] = why

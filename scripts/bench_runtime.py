@@ -103,6 +103,7 @@ def main() -> int:
     ap.add_argument("--podman-runtime", default="crun", choices=["crun", "runc"])
     args = ap.parse_args()
     bl.need_root("bench_runtime.py")
+    bl.become_subreaper()  # orphaned supervisors, conmon, shims: reaped here
     work = Path(tempfile.mkdtemp(prefix="clab-bench-"))
     os.environ["CONTAINERLAB_ROOT"] = str(work / "clab")
     bl.python_as_installed(work)
@@ -123,6 +124,7 @@ def main() -> int:
     skipped: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, work, ignore_errors=True)  # last, after the engines
+        stack.callback(bl.reap_orphans, wait=5)  # stopping supervisors, conmon, shims
         for runtime in ("runc", "crun"):
             why = bl.missing([runtime, "runc"], args.install)  # runc spec writes the bundle
             if why:

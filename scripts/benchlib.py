@@ -176,13 +176,19 @@ def _children() -> dict[int, str]:
     return out
 
 
-def reap_orphans(keep: Sequence[int] = ()) -> None:
+def reap_orphans(keep: Sequence[int] = (), wait: float = 0) -> None:
     """Reap the zombies among this process's children (except ``keep``, which a Popen
-    object will wait for)."""
-    for pid, st in _children().items():
-        if st == "Z" and pid not in keep:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+    object will wait for); with ``wait``, give the others that long to exit first."""
+    deadline = time.monotonic() + wait
+    while True:
+        children = {p: st for p, st in _children().items() if p not in keep}
+        for pid, st in children.items():
+            if st == "Z":
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+        if all(st == "Z" for st in children.values()) or time.monotonic() >= deadline:
+            return
+        time.sleep(0.05)
 
 
 def cgroup_dirs() -> set[Path]:
@@ -221,12 +227,13 @@ def _ns(pid: int | str, kind: str) -> str | None:
 class Sandbox:
     """A private mount + network namespace, held by a sleeping process, for docker/podman.
 
-    Inside: only a loopback interface; tmpfs over /run, /dev/shm, /etc/docker and
-    /var/lib/cni (so sockets, netns files, shm locks, dockerd's key.json and CNI leases
-    stay inside); the hybrid host's cgroup2 mount unmounted. ``prefix`` runs a command in it.
+    Inside: only a loopback interface; tmpfs over /run, /dev/shm, /etc/docker, /var/lib/cni
+    and /var/lib/containers (so sockets, netns files, shm locks, dockerd's key.json, CNI
+    leases and podman's blob cache stay inside); the hybrid host's cgroup2 mount unmounted.
+    ``prefix`` runs a command in it.
     """
 
-    SHADOW = ("/run", "/dev/shm", "/etc/docker", "/var/lib/cni")
+    SHADOW = ("/run", "/dev/shm", "/etc/docker", "/var/lib/cni", "/var/lib/containers")
 
     def __init__(self) -> None:
         self.holder: subprocess.Popen | None = None
@@ -242,9 +249,11 @@ class Sandbox:
         become_subreaper()
         self._cgroups = cgroup_dirs()
         for d in map(Path, self.SHADOW):
-            if not d.exists():  # a mount point must exist; removed again on the way out
-                d.mkdir(parents=True)
-                self._made.append(d)
+            # A mount point must exist: make it (and missing parents), remove them after.
+            missing_dirs = [p for p in (d, *d.parents) if not p.exists()]
+            for p in reversed(missing_dirs):
+                p.mkdir()
+                self._made.append(p)
         mounts = " && ".join(
             f"mount -t tmpfs -o mode={'1777' if d == '/dev/shm' else '755'} bench {d}"
             for d in self.SHADOW
@@ -448,6 +457,7 @@ def podman_engine(
         "CONTAINERS_CONF": str(d / "containers.conf"),
         "CONTAINERS_STORAGE_CONF": str(d / "storage.conf"),
         "CONTAINERS_REGISTRIES_CONF": str(d / "registries.conf"),
+        "XDG_CONFIG_HOME": str(d / "config"),  # not ~/.config/containers
     }
     podman = Engine(
         "podman",
