@@ -9,17 +9,21 @@ This module inspects namespaces, starts processes in new ones (``spawn``, as
 ``unshare(1)`` does) and runs commands inside the namespaces of a running process
 (``enter``, as ``nsenter(1)`` does). Both go through ``containerlab.nsexec``, a fresh
 single-threaded process, because a Jupyter kernel is multi-threaded and must not do this
-work itself.
+work itself. (A caller that has one thread, such as the CLI, forks that process instead
+of starting a new interpreter: the same launcher, an interpreter start cheaper.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -299,13 +303,7 @@ def spawn(
     }
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "containerlab.nsexec", str(theirs.fileno())],
-            pass_fds=(theirs.fileno(),),
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-        )
+        popen = _start_launcher(theirs.fileno(), stdin, stdout, stderr)
     finally:
         theirs.close()
     child_pid = 0
@@ -341,6 +339,160 @@ def spawn(
             error = {"code": 125, "message": "the launcher exited before starting the command"}
         raise _fail("", error["code"], error["message"])
     return NsProcess(popen, child_pid)
+
+
+def _start_launcher(fd: int, stdin: Any, stdout: Any, stderr: Any) -> Any:
+    """Start the launcher (``nsexec.main``) on socket ``fd``: a Popen, or a forked one.
+
+    Re-executing Python (``python -m containerlab.nsexec FD``) is what makes the launcher
+    safe to start from a multi-threaded caller such as a Jupyter kernel, and costs an
+    interpreter start plus its imports. A caller with a single thread (the CLI, the
+    supervisor) may fork instead: the child is single-threaded, so it may do in-process what
+    the fresh launcher does. ``CONTAINERLAB_LAUNCHER=exec`` always re-executes.
+    """
+    if _may_fork(fd, stdin, stdout, stderr):
+        return _ForkedLauncher.start(fd, stdin, stdout, stderr)
+    return subprocess.Popen(
+        _launcher_argv(fd),
+        pass_fds=(fd,),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+    )
+
+
+def _launcher_argv(fd: int) -> list[str]:
+    return [sys.executable, "-m", "containerlab.nsexec", str(fd)]
+
+
+def _may_fork(fd: int, *stdio: Any) -> bool:
+    if os.environ.get("CONTAINERLAB_LAUNCHER") == "exec":
+        return False
+    if any(s == subprocess.PIPE for s in stdio):
+        return False  # pipes to read back: Popen's plumbing (communicate) is needed
+    if sum(len(os.fsencode(a)) + 1 for a in _launcher_argv(fd)) > syscalls.cmdline_room():
+        return False  # it could not be named as a launcher (see _become_launcher)
+    # Every thread, C ones included: a thread holding a lock (malloc's, the import lock)
+    # at fork leaves that lock held for ever in the child.
+    return len(os.listdir("/proc/self/task")) == 1
+
+
+class _ForkedLauncher:
+    """The launcher as a child of the caller (see ``_start_launcher``), with the part of
+    ``subprocess.Popen``'s interface that :class:`NsProcess` uses."""
+
+    stdin = stdout = stderr = None  # no pipes: _may_fork sends those to Popen
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.returncode: int | None = None
+
+    @classmethod
+    def start(cls, fd: int, stdin: Any, stdout: Any, stderr: Any) -> _ForkedLauncher:
+        targets = {0: _fd_of(stdin), 1: _fd_of(stdout)}
+        if stderr == subprocess.STDOUT:
+            targets[2] = 1 if targets[1] is None else targets[1]
+        else:
+            targets[2] = _fd_of(stderr)
+        devnull = None
+        if subprocess.DEVNULL in targets.values():
+            devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        for stream in (sys.stdout, sys.stderr):  # or the child would write them out again
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                stream.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _become_launcher(
+                    fd, {k: devnull if v == subprocess.DEVNULL else v for k, v in targets.items()}
+                )
+            finally:
+                os._exit(125)
+        if devnull is not None:
+            os.close(devnull)
+        return cls(pid)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = self.pid, 0  # reaped by someone else: as Popen does
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if timeout is None:
+            while self.returncode is None:
+                try:
+                    _, status = os.waitpid(self.pid, 0)
+                except ChildProcessError:
+                    status = 0
+                self.returncode = os.waitstatus_to_exitcode(status)
+            return self.returncode
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired([f"launcher {self.pid}"], timeout)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return self.returncode  # type: ignore[return-value]
+
+    def communicate(self, input: bytes | None = None, timeout: float | None = None):
+        if input:
+            raise ValueError("the command's stdin is not a pipe: pass stdin=subprocess.PIPE")
+        self.wait(timeout)
+        return None, None
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _fd_of(stream: Any) -> Any:
+    """A Popen stdio argument as a descriptor (None: inherit; DEVNULL kept as is)."""
+    if stream is None or stream == subprocess.DEVNULL:
+        return stream
+    if isinstance(stream, int):
+        return stream
+    return stream.fileno()
+
+
+def _become_launcher(fd: int, stdio: dict[int, int | None]) -> None:
+    """In the forked child: what Popen and exec would have given the re-executed launcher
+    (the given stdio, no other descriptor, no Python signal handler, its command line),
+    then the launcher itself. Never returns (nsexec.main ends in _exit)."""
+    import gc
+
+    gc.disable()  # the caller's garbage may hold descriptors this child closes and reuses
+    if fd < 3:
+        fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    # Copies above 2 first, so that moving one stream into place cannot clobber another.
+    copies = {
+        t: fcntl.fcntl(s, fcntl.F_DUPFD_CLOEXEC, 3) for t, s in stdio.items() if s is not None
+    }
+    for target, copy in copies.items():
+        os.dup2(copy, target)  # inheritable, as Popen leaves them
+    os.closerange(3, fd)
+    os.closerange(fd + 1, 1 << 20)
+    for sig in signal.valid_signals():
+        if callable(signal.getsignal(sig)):
+            # A fresh interpreter's: Ctrl-C is KeyboardInterrupt, the rest their default.
+            signal.signal(
+                sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            )
+    signal.set_wakeup_fd(-1)
+    # `ps`, `system doctor` and the tests' leak check tell launchers, supervisors and CLIs
+    # apart by their command lines: the launcher shows the re-executed one's.
+    syscalls.set_cmdline(_launcher_argv(fd))
+    from containerlab import nsexec
+
+    nsexec.main(fd)
 
 
 def write_id_maps(pid: int, uid_map: Iterable[IdMap], gid_map: Iterable[IdMap]) -> None:

@@ -22,6 +22,10 @@ over a socket:
                                          exec closes it. The launcher stays to wait for the
                                          child and exits with its code (128+N on signal N).
 
+A caller with a single thread (the CLI, a supervisor) skips the interpreter start: it forks
+and the child runs the same :func:`main` on its end of the socket (see
+``namespaces._start_launcher``), so both ways take one code path from the config on.
+
 Imports here are kept to the standard library and the kernel seam: this runs on every
 container start.
 """

@@ -289,6 +289,35 @@ def set_child_subreaper() -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
+def _cmdline_area() -> tuple[int, int]:
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return int(fields[45]), int(fields[46])  # arg_start, arg_end: fields 48, 49 of proc(5)
+
+
+def cmdline_room() -> int:
+    """How many bytes a command line given to :func:`set_cmdline` may take."""
+    start, end = _cmdline_area()
+    return end - start
+
+
+def set_cmdline(argv: list[str]) -> None:
+    """Make ``/proc/self/cmdline`` (what ``ps`` shows) read ``argv``, and the name argv[0]'s.
+
+    A forked process shows its parent's command line: the kernel reads it from the memory
+    where exec put the arguments (``arg_start``..``arg_end`` in ``/proc/self/stat``). It is
+    overwritten there, as setproctitle does; it must fit (see :func:`cmdline_room`), and
+    the rest is filled with NUL bytes.
+    """
+    raw = b"".join(os.fsencode(a) + b"\0" for a in argv)
+    start, end = _cmdline_area()
+    if not start or len(raw) > end - start:
+        raise ValueError(f"{len(raw)} bytes do not fit the {end - start} of the command line")
+    ctypes.memmove(start, raw.ljust(end - start, b"\0"), end - start)
+    name = ctypes.create_string_buffer(os.fsencode(os.path.basename(argv[0]))[:15])
+    prctl(PR_SET_NAME, ctypes.addressof(name))
+
+
 # --- files ----------------------------------------------------------------------------------
 def write_file(path: str, data: str, *, append: bool = False) -> None:
     """Write a small control file (``/proc/PID/uid_map``, a cgroup file) in one write(2).

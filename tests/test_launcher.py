@@ -1,0 +1,110 @@
+"""The launcher both ways: re-executed (``python -m containerlab.nsexec``, what a Jupyter
+kernel gets) and forked from a single-threaded caller (what the CLI gets). Same guarantees."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+CLI = os.path.join(os.path.dirname(sys.executable), "containerlab")
+MODES = ("fork", "exec")  # CONTAINERLAB_LAUNCHER: "exec" forces the re-executed launcher
+
+
+def clab(mode: str, *args: str, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CONTAINERLAB_LAUNCHER": mode}
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=60, env=env, **kw)
+
+
+def run(mode: str, *args: str, **kw) -> subprocess.CompletedProcess:
+    return clab(mode, "run", "--rm", "--network", "none", *args, **kw)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_exit_codes_are_the_same_either_way(mode):
+    assert run(mode, "busybox", "sh", "-c", "exit 3").returncode == 3
+    missing = run(mode, "busybox", "no-such-command")
+    assert missing.returncode == 127 and "executable file not found" in missing.stderr
+    assert run(mode, "busybox", "/etc/passwd").returncode == 126
+    assert run(mode, "busybox", "sh", "-c", "sleep 9 & kill -9 $!; wait $!").returncode == 137
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stdin_and_output_are_the_commands(mode):
+    res = run(mode, "-i", "busybox", "sh", "-c", "cat; echo err >&2", input="hello\n")
+    assert res.returncode == 0 and res.stdout == "hello\n" and res.stderr == "err\n"
+    # Without -i the container's stdin is empty (/dev/null), even if ours is not.
+    assert run(mode, "busybox", "cat", input="not for you\n").stdout == ""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_init_and_the_launcher_are_named_as_the_launcher(mode):
+    res = run(mode, "--init", "busybox", "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[1:3] == ["-m", "containerlab.nsexec"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_explain_shows_the_launchers_steps(mode):
+    res = run(mode, "--explain", "busybox", "true")
+    assert res.returncode == 0, res.stderr
+    steps = res.stderr
+    assert "unshare(" in steps and "pivot_root" in steps and "cgroup.procs" in steps
+    # Every line of a step whole: the caller's and the launcher's never cut into each other.
+    assert all(line.startswith(("[explain] ", "          $ ")) for line in steps.splitlines())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_detached_containers_launcher_is_the_supervisors_child(clab_root, mode):
+    cid = clab(mode, "run", "-d", "--network", "none", "busybox", "sleep", "30").stdout.strip()
+    try:
+        with open(clab_root / "containers" / cid / "state.json") as f:
+            st = json.load(f)
+        with open(f"/proc/{st['pid']}/stat") as f:
+            launcher = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{launcher}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[1]) == st["supervisor_pid"]
+        with open(f"/proc/{launcher}/cmdline", "rb") as f:
+            argv = [a for a in f.read().split(b"\0") if a]
+        assert argv[1:3] == [b"-m", b"containerlab.nsexec"]
+    finally:
+        assert clab(mode, "rm", "-f", cid).returncode == 0
+
+
+FORKED = """
+import os, sys, time
+from containerlab import namespaces as ns
+with open(sys.argv[1], "w") as out:
+    proc = ns.spawn(["sh", "-c", "echo $$; exit 5"], new={"pid", "mnt"}, mount_proc=True,
+                    stdout=out)
+    print(type(proc.popen).__name__, proc.wait(), proc.wait(), proc.returncode)
+try:
+    ns.spawn(["no-such-command"], new={"uts"})
+except ns.CommandNotFoundError as e:
+    print("127", e)
+"""
+
+
+def test_a_single_threaded_caller_forks_the_launcher(tmp_path):
+    out = tmp_path / "out"
+    res = subprocess.run(
+        [sys.executable, "-c", FORKED, str(out)], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0, res.stderr
+    first, second = res.stdout.splitlines()
+    assert first == "_ForkedLauncher 5 5 5"
+    assert second.startswith('127 exec: "no-such-command"')
+    assert out.read_text() == "1\n"
+
+
+def test_a_multi_threaded_caller_re_executes_the_launcher():
+    # This test process runs the orphan reaper's thread (see ../conftest.py).
+    from containerlab import namespaces as ns
+
+    with ns.spawn(["sleep", "30"], new={"pid"}) as proc:
+        assert type(proc.popen) is subprocess.Popen
+        with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+            assert f.read().split(b"\0")[1:3] == [b"-m", b"containerlab.nsexec"]
