@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +141,8 @@ class Store:
         ``DigestMismatchError`` and nothing is kept. The rename into place is atomic, so a
         reader never sees half a blob.
         """
+        import tempfile
+
         if expected is not None:
             oci.check_digest(expected)
         self.tmp.mkdir(parents=True, exist_ok=True)
@@ -340,11 +341,13 @@ class Store:
         Unpacked into a temporary directory and renamed into place, so a failure (a hostile
         or corrupt archive) leaves nothing, and two concurrent unpacks cannot mix.
         """
-        from containerlab import layertar
-
         final = self.layer_path(diff_id)
         if final.is_dir():
             return final
+        import tempfile  # only here and in ingest: a container start only looks the layer up
+
+        from containerlab import layertar
+
         self.layers_dir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(dir=self.layers_dir, prefix=".unpack-"))
         try:
