@@ -644,20 +644,30 @@ def picture(topo: Topology, *, title: str | None = None, macs: bool = True) -> F
                 color="#9c4a1a",
             )
 
-    legend = [
-        Patch(facecolor=COLORS["bridge"], edgecolor="#333333", label="bridge of a network"),
-        Patch(facecolor=COLORS["container"], edgecolor="#333333", label="container (own netns)"),
-        Patch(facecolor=COLORS["shared"], edgecolor="#333333", label="shares a netns"),
-        Patch(facecolor=COLORS["port"], edgecolor="#333333", label="published port"),
+    # The legend names only what is drawn.
+    shown = [
+        ("bridge", "bridge of a network", any(b.network for b in topo.bridges)),
+        ("bridge-other", "bridge made by hand", any(b.network is None for b in topo.bridges)),
+        ("container", "container (own netns)", any(c.endpoints for c in topo.containers)),
+        (
+            "shared",
+            "shares a netns",
+            any(c.mode != "bridge" and c.mode != "none" for c in topo.containers),
+        ),
+        (
+            "none",
+            "no interface but lo",
+            any(c.mode in ("none", "bridge") and not c.endpoints for c in topo.containers),
+        ),
+        ("port", "published port", any(c.published for c in topo.containers)),
     ]
-    if any(b.network is None for b in topo.bridges):
-        legend.insert(
-            1,
-            Patch(
-                facecolor=COLORS["bridge-other"], edgecolor="#333333", label="bridge made by hand"
-            ),
-        )
-    fig.legend(handles=legend, loc="lower center", ncol=len(legend), frameon=False, fontsize=8)
+    legend = [
+        Patch(facecolor=COLORS[key], edgecolor="#333333", label=label)
+        for key, label, drawn in shown
+        if drawn
+    ]
+    if legend:
+        fig.legend(handles=legend, loc="lower center", ncol=len(legend), frameon=False, fontsize=8)
     ax.set_title(
         title
         or f"network topology: {len(topo.bridges)} bridge(s), {len(topo.containers)} container(s)",
