@@ -260,6 +260,7 @@ def spawn(
     tty: bool = False,
     init: bool = False,
     after_fork: Any = None,
+    cgroup: Any = None,
     **spec_fields: Any,
 ) -> NsProcess:
     """Start ``argv`` in new and/or joined namespaces and return once it has been exec'd.
@@ -272,8 +273,11 @@ def spawn(
     ``tty``: stdin is a pseudo-terminal that becomes the command's controlling terminal.
     ``init``: a small init stays PID 1 (reaps zombies, forwards signals) and the command
     runs as its child, as ``docker run --init`` does. ``after_fork(launcher_pid)`` runs in
-    the caller once the launcher has forked the command (the runtime moves the launcher out
-    of the container's cgroup there).
+    the caller once the launcher has forked the command. ``cgroup`` (a ``cgroups.Cgroup``):
+    the launcher moves itself in after ``before_go`` and before it forks, so every process
+    of the command is born inside, and back out once it has forked (it only waits then, and
+    must not count against the limits); a process moving itself costs no RCU grace period
+    on cgroup v1, where moving another one by pid does.
     Raises ``CommandNotFoundError`` (127), ``CommandNotExecutableError`` (126) or
     ``NamespaceError`` when the command could not be started; nothing is left running then.
     """
@@ -300,6 +304,9 @@ def spawn(
         "tty": tty,
         "init": init,
         "setup": {"entry": setup[0], "payload": dict(setup[1])} if setup else None,
+        "cgroup": None
+        if cgroup is None
+        else {"join": cgroup.self_join_files(), "leave": cgroup.self_leave_files()},
     }
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

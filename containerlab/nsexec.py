@@ -12,9 +12,11 @@ over a socket:
                                          write time offsets
                                   <---   {"event": "unshared", "pid": P}
     write uid_map / gid_map (user ns),
-    later: cgroups, network
-    {"event": "go"}               --->   fork if a PID or time namespace is new (they apply to
-                                         children only); the child is PID 1 in its namespace
+    before_go: network, cgroups...
+    {"event": "go"}               --->   join the config's cgroup (writing 0, "myself");
+                                         fork if a PID or time namespace is new (they apply to
+                                         children only); the child is PID 1 in its namespace;
+                                         leave the cgroup again
                                   <---   {"event": "forked", "pid": C}   (C as the host sees it)
                                          child: setsid, hostname, /proc, setup hook, exec
                                   <---   {"event": "error", ...}  only if that failed
@@ -135,6 +137,24 @@ def _become_root_in_userns(uid: bool, gid: bool) -> None:
         os.setresuid(0, 0, 0)
 
 
+def _cgroup_files(config: dict) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """The files this process joins the container's cgroup with, and leaves it with.
+
+    Opened at once: after joining a container's mount namespace (exec) these paths would lead
+    into the container's /sys, and the kernel checks a move against who opened the file.
+    """
+    cg = config.get("cgroup") or {}
+    return (
+        [(syscalls.open_for_write(p), p) for p in cg.get("join", [])],
+        [(syscalls.open_for_write(p), p) for p in cg.get("leave", [])],
+    )
+
+
+def _move_self(files: list[tuple[int, str]]) -> None:
+    for fd, path in files:
+        syscalls.write_file(path, "0", fd=fd)  # 0: the process that writes
+
+
 def _load_hook(config: dict):
     """The setup function to run before exec, imported now: once the process has joined a
     container's mount namespace (exec) or pivoted into its root, the package is out of reach."""
@@ -233,6 +253,7 @@ def main(fd: int) -> None:
         syscalls.set_parent_death_signal(signal.SIGKILL)
         if os.getppid() != config.get("caller_pid", os.getppid()):
             os._exit(EXIT_SETUP_FAILED)  # the caller died before we could watch for it
+        join_cgroup, leave_cgroup = _cgroup_files(config)
         _join(config.get("join", {}))
         new = config.get("new", [])
         flags = 0
@@ -250,6 +271,8 @@ def main(fd: int) -> None:
         send(sock, event="unshared", pid=os.getpid())
         if _recv_line(sock).get("event") != "go":
             os._exit(EXIT_SETUP_FAILED)
+        # Into the container's cgroup before forking: every process of it is born inside.
+        _move_self(join_cgroup)
         if "cgroup" in new:
             # Only now: the caller has just moved us into the container's cgroup, and a
             # cgroup namespace takes the cgroup we are in at this moment as its root.
@@ -286,6 +309,12 @@ def main(fd: int) -> None:
         for s in FORWARDED_SIGNALS:
             signal.signal(s, signal.SIG_DFL)
         _child(config, sock, hook)
+    try:
+        # Out again: from now on this process only waits, and must not count against the
+        # container's limits (--pids-limit 4 is the command and 3 more).
+        _move_self(leave_cgroup)
+    except OSError:
+        pass  # the command runs; a launcher counted in its cgroup is the lesser harm
     send(sock, event="forked", pid=child_pid)
     sock.close()
     while True:

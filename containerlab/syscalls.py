@@ -319,26 +319,33 @@ def set_cmdline(argv: list[str]) -> None:
 
 
 # --- files ----------------------------------------------------------------------------------
-def write_file(path: str, data: str, *, append: bool = False) -> None:
+def write_file(path: str, data: str, *, append: bool = False, fd: int | None = None) -> None:
     """Write a small control file (``/proc/PID/uid_map``, a cgroup file) in one write(2).
 
     Kernel control files must be written in a single call: split writes are rejected.
+    ``fd``: ``path`` opened earlier (for writing), e.g. before joining a mount namespace in
+    which the path leads elsewhere; it is closed here.
     """
     explain(
         f"write {path}",
         f"echo {shlex.quote(data.rstrip(chr(10)))} {'>>' if append else '>'} {path}",
     )
-    flags = os.O_WRONLY | (os.O_APPEND if append else 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as e:
-        raise SyscallError("open", e.errno or 0, path) from None
+    if fd is None:
+        fd = open_for_write(path, append=append)
     try:
         os.write(fd, data.encode())
     except OSError as e:
         raise SyscallError("write", e.errno or 0, path, data.strip()) from None
     finally:
         os.close(fd)
+
+
+def open_for_write(path: str, *, append: bool = False) -> int:
+    """Open a control file for :func:`write_file` (close-on-exec, as every descriptor here)."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CLOEXEC | (os.O_APPEND if append else 0))
+    except OSError as e:
+        raise SyscallError("open", e.errno or 0, path) from None
 
 
 # --- network device flags --------------------------------------------------------------------

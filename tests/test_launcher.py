@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -52,7 +53,10 @@ def test_explain_shows_the_launchers_steps(mode):
     res = run(mode, "--explain", "busybox", "true")
     assert res.returncode == 0, res.stderr
     steps = res.stderr
-    assert "unshare(" in steps and "pivot_root" in steps and "cgroup.procs" in steps
+    assert "unshare(" in steps and "pivot_root" in steps
+    # Into the container's cgroup (its tasks or cgroup.procs) before the cgroup namespace.
+    before = steps[: steps.index("unshare --cgroup")]
+    assert re.search(r"echo \S+ > /sys/fs/cgroup/\S*/clab-\w+/(tasks|cgroup\.procs)", before)
     # Every line of a step whole: the caller's and the launcher's never cut into each other.
     assert all(line.startswith(("[explain] ", "          $ ")) for line in steps.splitlines())
 
@@ -108,3 +112,50 @@ def test_a_multi_threaded_caller_re_executes_the_launcher():
         assert type(proc.popen) is subprocess.Popen
         with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
             assert f.read().split(b"\0")[1:3] == [b"-m", b"containerlab.nsexec"]
+
+
+JOINS = """
+import os, sys
+from containerlab import cgroups, namespaces as ns
+cg = cgroups.Cgroup.create(sys.argv[1], cgroups.Limits(pids=4))
+try:
+    with ns.spawn(["sleep", "30"], new={"pid"}, cgroup=cg, stdin=None) as proc:
+        print(type(proc.popen).__name__, cg.pids() == [proc.child_pid])
+finally:
+    cg.remove()
+"""
+
+
+def test_the_launcher_joins_the_cgroup_itself_and_leaves_once_forked():
+    from containerlab import cgroups
+    from containerlab import namespaces as ns
+
+    cg = cgroups.Cgroup.create(f"clab-test-{os.getpid()}", cgroups.Limits(pids=4))
+    try:
+        with ns.spawn(["sleep", "30"], new={"pid"}, cgroup=cg) as proc:
+            assert cg.pids() == [proc.child_pid]  # born inside; the launcher went back out
+            assert cgroups.cgroup_of(proc.pid) == cgroups.cgroup_of("self")
+        # And from a single-threaded caller, through the forked launcher:
+        res = subprocess.run(
+            [sys.executable, "-c", JOINS, f"clab-test-{os.getpid()}-fork"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert res.stdout.split() == ["_ForkedLauncher", "True"], res.stderr
+    finally:
+        cg.remove()
+
+
+def test_a_cgroup_that_cannot_be_joined_fails_the_start(tmp_path):
+    from containerlab import cgroups
+    from containerlab import namespaces as ns
+    from containerlab.errors import NamespaceError
+
+    cg = cgroups.Cgroup.create(f"clab-test-{os.getpid()}")
+    try:
+        cg.remove()  # gone before the launcher joins: the start fails, nothing runs
+        with pytest.raises(NamespaceError, match=r"tasks|cgroup\.procs"):
+            ns.spawn(["true"], new={"pid"}, cgroup=cg)
+    finally:
+        cg.remove()

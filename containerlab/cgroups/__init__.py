@@ -166,6 +166,20 @@ class Cgroup:
         """Move process ``pid`` in (every thread of it); what it forks afterwards is born inside."""
         self._driver.add(pid)
 
+    def self_join_files(self) -> list[str]:
+        """Files a process writes ``0`` (itself) into to move in, one per hierarchy.
+
+        For a process that joins on its own, such as the launcher of ``namespaces.spawn``
+        (``cgroup=``): on v1 these are the ``tasks`` files, which a single-threaded process
+        joins without the grace period a write to ``cgroup.procs`` waits for.
+        """
+        return self._driver.self_join_files()
+
+    def self_leave_files(self) -> list[str]:
+        """The same files of the cgroups this process is in: a process that joined with
+        :meth:`self_join_files` writes ``0`` into these to go back where it came from."""
+        return self._driver.self_leave_files()
+
     def pids(self) -> list[int]:
         """The processes inside, from ``cgroup.procs``."""
         return self._driver.pids()

@@ -136,6 +136,20 @@ class V1Driver:
         for procs in self.procs_files():
             fs.add_pid(procs, pid)
 
+    def self_join_files(self) -> list[str]:
+        # `tasks` moves one thread. Given 0 (the writer itself) the kernel skips the lock that
+        # moving a whole process takes, whose first taking waits for an RCU grace period:
+        # milliseconds. A single-threaded process so moves all of itself, at once.
+        return [os.path.join(d, "tasks") for d in self.dirs.values()]
+
+    def self_leave_files(self) -> list[str]:
+        own = fs.cgroup_of("self")
+        return [
+            os.path.join(h.dir(own[h.key]), "tasks")
+            for h in fs.hierarchies()
+            if h.version == 1 and h.key in self.dirs and h.key in own
+        ]
+
     def pids(self) -> list[int]:
         found: set[int] = set()
         for procs in self.procs_files():

@@ -153,6 +153,13 @@ class V2Driver:
     def add(self, pid: int) -> None:
         fs.add_pid(self._file("cgroup.procs"), pid)
 
+    def self_join_files(self) -> list[str]:
+        # v2 moves threads only inside a threaded subtree: a process moves by cgroup.procs.
+        return [self._file("cgroup.procs")]
+
+    def self_leave_files(self) -> list[str]:
+        return [os.path.join(_mount().dir(fs.cgroup_of("self")[""]), "cgroup.procs")]
+
     def pids(self) -> list[int]:
         return fs.read_pids(self._file("cgroup.procs"))
 
