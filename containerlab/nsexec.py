@@ -41,7 +41,6 @@ import os
 import signal
 import socket
 import sys
-import termios  # not builtin: imported before any pivot_root puts it out of reach
 
 from containerlab import syscalls
 
@@ -210,6 +209,8 @@ def _child(config: dict, sock: socket.socket, hook) -> None:
             # -t: the pseudo-terminal on our stdin becomes this session's controlling
             # terminal, so Ctrl-C and Ctrl-Z typed there signal the command. After the setup
             # hook: it may have put a terminal of the container's own on stdin (a console).
+            import termios  # from sys.modules: main imported it, before any pivot_root
+
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         if config.get("init"):
             command = os.fork()
@@ -248,6 +249,10 @@ def main(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     os.set_inheritable(fd, False)  # close-on-exec: EOF tells the caller exec succeeded
     config = _recv_line(sock)
+    if config.get("tty"):
+        # Not builtin, and only -t needs it: imported now, while the host's files are in
+        # reach (pivot_root or joining a container's mount namespace hides them).
+        import termios  # noqa: F401
     try:
         hook = _load_hook(config)
         syscalls.set_parent_death_signal(signal.SIGKILL)
