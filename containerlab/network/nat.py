@@ -455,7 +455,7 @@ def add_rules(rules: Sequence[Rule], prefer: str | None = None) -> None:
 
 
 def remove(owner: str, prefer: str | None = None) -> int:
-    """Remove every rule of ``owner`` (a container id or ``network:NAME``); how many."""
+    """Remove every rule of ``owner`` (a container id or ``network:BRIDGE``); how many."""
     _check_owner(owner)
     with _lock():
         return backend(prefer).remove(owner)

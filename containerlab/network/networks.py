@@ -49,8 +49,10 @@ class Network:
 
     @property
     def owner(self) -> str:
-        """The owner id its NAT rules carry, so they go with the network."""
-        return f"network:{self.name}"
+        """The owner id its NAT rules carry, so they go with the network. By bridge, not by
+        name: two state roots each have a network "bridge" (on bridges of their own), and one
+        root's `network rm` must never take the other's rules."""
+        return f"network:{self.bridge}"
 
 
 def _dir() -> Path:
@@ -164,6 +166,12 @@ def create(
             raise NetworkError(
                 f"network {name!r} would use bridge {bridge}, which network {clash.name!r}"
                 " already uses (names are cut to 15 characters); pick a shorter name"
+            )
+        if links.link_exists(bridge):
+            raise NetworkError(
+                f"network {name!r} would use bridge {bridge}, which already exists on this host"
+                " (a network of another state root, CONTAINERLAB_ROOT, or a leftover: see"
+                " `containerlab system doctor`); pick another name"
             )
         if subnet is not None:
             try:

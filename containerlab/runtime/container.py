@@ -297,10 +297,13 @@ def finish(cid: str, exit_code: int) -> state.Record:
     if cg is not None:
         with contextlib.suppress(ContainerlabError):
             oom = bool(cg.read().oom_kill)
+    # Its addresses back to the pools and its ports closed *before* it is recorded exited:
+    # whoever waits for "exited" (`stop`, then `network rm`) finds them released.
+    with contextlib.suppress(state.NoSuchContainerError):
+        networking.unplug(state.load(cid))
     rec = state.update(
         cid, status="exited", pid=0, exit_code=exit_code, finished_at=state.now(), oom_killed=oom
     )
-    networking.unplug(rec)  # its addresses back to the pools, its published ports closed
     if cg is not None:
         # The exit is recorded first: a cgroup kept busy by a process nobody reaps yet (a
         # zombie) must not lose it. What stays is found by `system doctor`.

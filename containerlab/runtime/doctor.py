@@ -339,7 +339,7 @@ def _network_findings() -> list[Finding]:
 
     - an address pool (``network/ipam/NAME.json``) with no network record is a network of
       this root whose create or rm was cut short (or whose record was deleted): its rules
-      (``network:NAME``) are ours, and its bridge too if that carries only the pool's
+      (``network:BRIDGE``) are ours, and its bridge too if that carries only the pool's
       gateway address (a bridge of the same name with other addresses is another root's);
     - an allocation in one of this root's pools whose owner is a container id with no
       container record here is an endpoint of a container of this root that is gone: the
@@ -415,7 +415,7 @@ def _network_findings() -> list[Finding]:
         addresses = _bridge_addresses(bridge) if bridge in present else set()
         if addresses is None or addresses - {gateway}:
             continue  # a link of that name that is not the bridge this pool made: not ours
-        owner = f"network:{name}"
+        owner = f"network:{bridge}"  # as networks.Network.owner
         if owner in by_owner:
             findings.append(
                 Finding(
