@@ -30,10 +30,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from containerlab import paths
 from containerlab.errors import ContainerError
+
+# Types for annotations only: importing typing costs every container start ~2 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 STATES = ("created", "running", "paused", "exited", "removing")
 
