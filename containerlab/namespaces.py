@@ -372,8 +372,14 @@ def _start_launcher(fd: int, stdin: Any, stdout: Any, stderr: Any) -> Any:
     )
 
 
-def _launcher_argv(fd: int) -> list[str]:
-    return [sys.executable, "-m", "containerlab.nsexec", str(fd)]
+def _launcher_argv(fd: int, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "containerlab.nsexec", str(fd)]
+
+
+def _forked_launcher_argv(fd: int) -> list[str]:
+    # Named after the interpreter as this process was started (`python3`, or the venv's
+    # path in the `containerlab` script's #! line): it has to fit where that name was.
+    return _launcher_argv(fd, sys.orig_argv[0] if sys.orig_argv else sys.executable)
 
 
 def _may_fork(fd: int, *stdio: Any) -> bool:
@@ -381,7 +387,7 @@ def _may_fork(fd: int, *stdio: Any) -> bool:
         return False
     if any(s == subprocess.PIPE for s in stdio):
         return False  # pipes to read back: Popen's plumbing (communicate) is needed
-    if sum(len(os.fsencode(a)) + 1 for a in _launcher_argv(fd)) > syscalls.cmdline_room():
+    if sum(len(os.fsencode(a)) + 1 for a in _forked_launcher_argv(fd)) > syscalls.cmdline_room():
         return False  # it could not be named as a launcher (see _become_launcher)
     # Every thread, C ones included: a thread holding a lock (malloc's, the import lock)
     # at fork leaves that lock held for ever in the child.
@@ -500,7 +506,7 @@ def _become_launcher(fd: int, stdio: dict[int, int | None]) -> None:
     signal.set_wakeup_fd(-1)
     # `ps`, `system doctor` and the tests' leak check tell launchers, supervisors and CLIs
     # apart by their command lines: the launcher shows the re-executed one's.
-    syscalls.set_cmdline(_launcher_argv(fd))
+    syscalls.set_cmdline(_forked_launcher_argv(fd))
     from containerlab import nsexec
 
     nsexec.main(fd)
