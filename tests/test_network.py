@@ -333,7 +333,8 @@ def test_remove_all_drops_every_rule():
 
 
 def test_netlink_calls_work_inside_a_running_event_loop():
-    """A Jupyter kernel runs an asyncio loop: pyroute2's sync IPRoute must not run in it."""
+    """A Jupyter kernel runs an asyncio loop: netlink calls must work inside it (pyroute2's
+    sync IPRoute did not; the hand-written client has no loop of its own)."""
     import asyncio
 
     async def inside() -> bool:
