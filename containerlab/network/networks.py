@@ -246,11 +246,17 @@ def ensure_default() -> Network:
             return net
         bridge, wanted = default_shape()
         if links.link_exists(bridge):
-            raise NetworkError(
-                f"bridge {bridge} exists but this state root ({paths.state_root()}) has no"
-                " record of it: a crash left it behind; remove it with `ip link del"
-                f" {bridge}` (or `containerlab system doctor --fix`)"
-            )
+            # Named after this state root, so ours: a leftover of a root that was deleted
+            # without `network rm` (a notebook's scratch directory, a crash). Reclaimed if
+            # nothing is plugged into it; refused if something is.
+            ports = os.listdir(f"/sys/class/net/{bridge}/brif")
+            if ports:
+                raise NetworkError(
+                    f"bridge {bridge} exists with {', '.join(sorted(ports))} plugged in, but"
+                    f" this state root ({paths.state_root()}) has no record of it; stop what"
+                    f" uses it, then `ip link del {bridge}`"
+                )
+            links.delete_link(bridge)
         if wanted:
             subnet = ipaddress.IPv4Network(wanted)
             what = _overlaps(subnet)
