@@ -282,20 +282,23 @@ def test_entering_a_namespace_always_comes_back(netns):
 
 @needs_root
 def test_another_thread_entering_does_not_move_this_one(netns):
-    ns, seen = netns(), []
+    ns, seen, before = netns(), [], _thread_netns()
+    with nl.Netlink(f"/run/netns/{ns}") as sock:
+        nl.add_bridge(sock, "clab-t-br")
 
     def worker() -> None:
         with nl.Netlink(f"/run/netns/{ns}") as sock:
-            seen.append([link.name for link in nl.list_links(sock)])
+            seen.append(sorted(link.name for link in nl.list_links(sock)))
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert seen == [["lo"]] * 4
-    with nl.Netlink() as sock:  # this thread's socket is still on the host
-        assert len(nl.list_links(sock)) > 1
+    assert seen == [["clab-t-br", "lo"]] * 4
+    assert _thread_netns() == before
+    with nl.Netlink() as sock:  # this thread's socket is still where it was
+        assert nl.get_link(sock, "clab-t-br") is None
 
 
 # --- links.py on top of it: its errors name the errno and leave nothing behind ---------------
