@@ -54,8 +54,10 @@ def test_a_record_whose_processes_were_killed(clab_root):
         wait_for(lambda p=st["pid"]: not alive(p), what="the container to die")
     res = clab("system", "doctor")
     assert res.returncode == 1
-    # Two records, and the two cgroups their dead supervisors never removed.
-    assert "4 leftover(s)" in res.stdout
+    # Two records, the two cgroups and the two addresses on the default network their dead
+    # supervisors never gave back.
+    assert "6 leftover(s)" in res.stdout
+    assert res.stdout.count("holds address") == 2
     assert "a --rm container whose supervisor died" in res.stdout
     assert res.stdout.count("\ncgroup ") + res.stdout.startswith("cgroup ") == 2
     out = fixed()

@@ -8,6 +8,7 @@ table or iptables chain behind, and that ip_forward is as it found it.
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import multiprocessing
 import os
 import socket
@@ -17,6 +18,7 @@ import uuid
 
 import pytest
 
+from containerlab import paths
 from containerlab.errors import NetworkError
 from containerlab.network import ipam, links, nat, networks
 
@@ -172,20 +174,21 @@ def test_veth_into_a_process_namespace_by_pid():
 def test_default_network_and_picked_subnets_do_not_overlap():
     default = networks.ensure_default()
     try:
-        assert (default.name, default.bridge, default.subnet) == (
-            "bridge",
-            "clab0",
-            "172.30.0.0/16",
-        )
+        # A state root of its own (each test's): a bridge and a /24 of its own, never clab0.
+        assert default.name == "bridge" and default.bridge.startswith("clab0-")
+        assert ipaddress.IPv4Network(default.subnet).subnet_of(ipaddress.IPv4Network(networks.POOL))
         assert networks.ensure_default() == default  # second call: same network, nothing new
         with networks.network("t-a") as a, networks.network("t-b") as b:
             assert a.subnet != b.subnet
-            import ipaddress
-
             nets = [ipaddress.IPv4Network(n.subnet) for n in (default, a, b)]
             assert not any(x.overlaps(y) for x in nets for y in nets if x is not y)
     finally:
         networks.remove("bridge")
+
+
+def test_the_labs_default_network_is_clab0_on_172_30(monkeypatch):
+    monkeypatch.setenv("CONTAINERLAB_ROOT", paths.DEFAULT_ROOT)
+    assert networks.default_shape() == ("clab0", "172.30.0.0/16")
 
 
 def test_overlapping_subnet_refused_and_nothing_changed():

@@ -131,7 +131,8 @@ def test_container_sees_only_its_own_processes_and_filesystems():
         "grep -c devpts /proc/mounts; "
         "ip -o link | wc -l"
     )
-    res = clab("run", "--rm", "busybox", "sh", "-c", script)
+    # --network none: only lo (the bridge network's eth0: test_container_network.py)
+    res = clab("run", "--rm", "--network", "none", "busybox", "sh", "-c", script)
     out = res.stdout
     lines = out.splitlines()
     assert int(lines[0]) <= 3

@@ -153,11 +153,19 @@ def _explain(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from containerlab.runtime import container, supervisor
+    from containerlab.runtime import container
 
     _explain(args)
     spec = spec_from(args)
+    keys = b""
+    if spec.tty or args.detach_keys is not None:
+        # A bad --detach-keys is refused (125) before anything is made.
+        from containerlab.runtime import attach
+
+        keys = attach.parse_detach_keys(args.detach_keys)
     if args.detach:
+        from containerlab.runtime import supervisor
+
         rec = container.create(spec)
         try:
             supervisor.start_detached(rec.id)
@@ -168,14 +176,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(rec.id)
         return 0
     if spec.tty:
-        # A terminal of the container's own, relayed here even when our stdin is not one
-        # (then it is only not put in raw mode): `run -t ... | cat` works, as in Docker.
-        from containerlab.runtime import tty
+        # As Docker does it: create, attach, start. The supervisor holds the container's
+        # terminal (as for -d) and we attach to it before it launches the command; the
+        # detach keys leave it running, `containerlab attach` comes back. Relayed here even
+        # when our stdin is not a terminal: `run -t ... | cat` works, as in Docker.
+        from containerlab.runtime import attach
 
-        return tty.run_attached(spec)
+        rec = container.create(spec)
+        try:
+            conn = attach.start(rec.id)
+        except ContainerlabError:
+            if spec.auto_remove:
+                container.remove_record(rec.id)
+            raise
+        code = attach.session(conn, rec.id, interactive=spec.interactive, detach_keys=keys)
+        return 0 if code is None else code  # None: detached, the container runs on
     # Without -i the container's stdin is empty, as in Docker; with it, ours is passed on.
     stdin = None if spec.interactive else subprocess.DEVNULL
     return container.run(spec, proxy_signals=True, stdin=stdin)
+
+
+def detach_keys_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--detach-keys",
+        metavar="KEYS",
+        help="keys that detach from a -t container and leave it running "
+        "(default ctrl-p,ctrl-q; ctrl-<a-z@[\\]^_> or single characters)",
+    )
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -213,6 +240,7 @@ def _container_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
             help="run in the background and print the container id",
         )
         p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+        detach_keys_flag(p)
     p.add_argument(
         "-i",
         "--interactive",

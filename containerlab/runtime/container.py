@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
 from typing import Any
 
@@ -105,7 +104,7 @@ def create(spec: ContainerSpec) -> state.Record:
     config = image.run_config
     argv = command_for(spec, config)
     network = networking.config_from(spec)  # a bad -p or an unknown network fails here
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()
     hostname = spec.hostname or cid[:12]
 
     def prepare(d) -> None:
@@ -195,10 +194,7 @@ def launch(
 
     def before_go(launcher: int) -> None:
         # The launcher has made the namespaces and waits: the outside work happens now.
-        # It joins the cgroup before it forks, so every process of the container is born
-        # inside its limits; its network namespace gets its veths and addresses.
-        if cg is not None:
-            cg.add(launcher)
+        # Its network namespace gets its veths and addresses.
         networking.plug(record, launcher)
 
     try:
@@ -213,7 +209,9 @@ def launch(
             stdout=stdout,
             stderr=stderr,
             before_go=before_go,
-            after_fork=send_launcher_home if cg is not None else None,
+            # The launcher joins the cgroup itself right before it forks, so every process
+            # of the container is born inside its limits, and leaves it once forked.
+            cgroup=cg,
         )
     except ContainerlabError as e:
         _undo_start(record, cg)
@@ -451,10 +449,3 @@ def run(spec: ContainerSpec, *, proxy_signals: bool = False, **stdio: Any) -> in
         c.wait()
         if spec.auto_remove:
             remove_record(c.id)
-
-
-def send_launcher_home(launcher: int) -> None:
-    """The launcher only waits once it has forked: out of the container's cgroup with it."""
-    from containerlab import cgroups
-
-    cgroups.send_home(launcher)

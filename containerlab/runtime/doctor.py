@@ -288,7 +288,10 @@ def repair(findings: list[Finding]) -> list[str]:
                 if (f.kind, f.what) in still:  # not taken up again meanwhile
                     done.append(_repair_network(f))
             elif f.kind == "endpoint":
-                rec = state.load(state.resolve(f.what))
+                try:
+                    rec = state.load(state.resolve(f.what))
+                except state.ContainerError:
+                    continue  # removed meanwhile (a --rm record above): it unplugged then
                 if not state.refresh(rec).running and not state.busy(rec.id):
                     networking.unplug(rec)
                     done.append(f"released the addresses and ports of {f.what}")

@@ -138,7 +138,7 @@ def spawn(
         "console": console,
     }
     join = namespaces_to_join(rec.state.pid)
-    from containerlab.runtime.container import open_cgroup, send_launcher_home
+    from containerlab.runtime.container import open_cgroup
 
     cg = open_cgroup(cfg)
     try:
@@ -153,8 +153,7 @@ def spawn(
             stderr=stderr,
             # The launcher joins the container's cgroup before it forks, so the exec'd
             # command is born inside: counted and limited with the container, as runc exec.
-            before_go=cg.add if cg is not None else None,
-            after_fork=send_launcher_home if cg is not None else None,
+            cgroup=cg,
         )
     except (CommandNotFoundError, CommandNotExecutableError):
         raise

@@ -45,19 +45,25 @@ def _user_network(name: str) -> bool:
 # --- 1. recorded at create ----------------------------------------------------------------------
 def config_from(spec: Any) -> dict[str, Any]:
     """The network part of a container's record, checked: a bad flag fails ``create``."""
-    from containerlab.network import dns, nat, networks
-
     net = spec.network or DEFAULT
     cfg: dict[str, Any] = {
         "mode": "bridge",
         "networks": {},
-        # As typed (checked here): "-p 80" must stay "random host port" for every start.
-        "publish": [p for p in spec.publish if nat.parse_publish(p)],
+        "publish": [],
         "publish_all": bool(spec.publish_all),
         "dns": list(spec.dns),
         "dns_search": list(spec.dns_search),
-        "add_hosts": [list(dns.parse_add_host(h)) for h in spec.add_hosts],
+        "add_hosts": [],
     }
+    if spec.publish:
+        from containerlab.network import nat
+
+        # As typed (checked here): "-p 80" must stay "random host port" for every start.
+        cfg["publish"] = [p for p in spec.publish if nat.parse_publish(p)]
+    if spec.add_hosts:
+        from containerlab.network import dns
+
+        cfg["add_hosts"] = [list(dns.parse_add_host(h)) for h in spec.add_hosts]
     if net in ("none", "host") or net.startswith("container:"):
         if spec.ip or spec.network_aliases:
             raise NetworkError(f"--ip and --network-alias need a bridge network, not {net!r}")
@@ -77,6 +83,8 @@ def config_from(spec: Any) -> dict[str, Any]:
         cfg["container"] = state.resolve(target)
         return cfg
     if net != DEFAULT:
+        from containerlab.network import networks
+
         networks.get(net)  # exists, or "network 'x' not found; see `containerlab network ls`"
     elif spec.ip:
         raise NetworkError(
@@ -225,11 +233,11 @@ def _connect_one(record: state.Record, name: str, pid: int, ifname: str, ip: str
 def plug(record: state.Record, pid: int) -> None:
     """Connect the launcher's (pid's) new network namespace to the container's networks and
     publish its ports; undone entirely if any step fails."""
-    from containerlab.network import nat
-
     cfg = _netcfg(record)
     if cfg["mode"] != "bridge":
         return
+    from containerlab.network import nat
+
     if _leftovers(record):
         unplug(record)  # a clean slate: what a start that nobody finished (kill -9) left
     endpoints: dict[str, dict] = {}
@@ -278,11 +286,11 @@ def unplug(record: state.Record) -> None:
     Idempotent, and safe on a record whose start was cut short at any point: everything is
     found from the container's id, not from what the start managed to write down.
     """
-    from containerlab.network import nat, networks
-
     cfg = _netcfg(record)
     if cfg["mode"] != "bridge":
         return
+    from containerlab.network import nat, networks
+
     publishes = bool(cfg["publish"] or cfg["publish_all"])
     if not publishes and not _leftovers(record):
         return  # nothing held (already unplugged): no netlink or firewall work
