@@ -125,7 +125,10 @@ class Terminal:
 
 @pytest.fixture
 def term():
-    """Start the CLI on a terminal; killed and reaped (and its containers gone) at the end."""
+    """Start the CLI on a terminal; killed and reaped (and its containers gone) at the end.
+
+    A container of `run -it` is held by its supervisor, not by the CLI: killing the CLI
+    leaves it running (as Docker does), so what a failed test leaves is removed here."""
     opened: list[Terminal] = []
 
     def start(*args: str, **kw) -> Terminal:
@@ -136,6 +139,9 @@ def term():
     yield start
     for t in opened:
         t.close()
+    ids = subprocess.run([CLI, "ps", "-aq"], capture_output=True, text=True).stdout.split()
+    if ids:
+        subprocess.run([CLI, "rm", "-f", *ids], capture_output=True, timeout=60)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The container verbs: start, ps, stop, kill, restart, rm, logs, wait, top, rename, and
+"""The container verbs: start, attach, ps, stop, kill, restart, rm, logs, wait, top, rename, and
 ``system prune``. Each is a few lines over ``runtime.lifecycle``, which a notebook can call
 the same way."""
 
@@ -76,26 +76,50 @@ def cmd_ps(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace) -> int:
     from containerlab.runtime import lifecycle
 
-    if args.attach:
+    if args.attach or args.interactive:
         if len(args.containers) != 1:
-            raise ContainerlabError("start -a takes exactly one container")
-        return _start_attached(args.containers[0])
+            raise ContainerlabError("start -a/-i takes exactly one container")
+        return _start_attached(args.containers[0], args.interactive, args.detach_keys)
     return _each(args.containers, lambda n: (lifecycle.start(n), n)[1])
 
 
-def _start_attached(name: str) -> int:
-    """``start -a``: this process supervises it in the foreground, as ``run`` does."""
+def _start_attached(name: str, interactive: bool, keys: str | None) -> int:
+    """``start -a`` (``-i`` implies it). A ``-t`` container starts under its supervisor
+    with us attached, as ``run -it`` (the detach keys leave it running); another one is
+    supervised by this process in the foreground, as ``run`` does. Our stdin is passed on
+    only with ``-i`` to a container created with ``-i``, as in Docker."""
+    import subprocess
+
     from containerlab.runtime import container, lifecycle
 
     rec = lifecycle.get(name)
+    stdin = interactive and bool(rec.config.get("interactive"))
+    if rec.config.get("tty"):
+        from containerlab.runtime import attach
+
+        keys_bytes = attach.parse_detach_keys(keys)
+        if rec.running:  # Docker's start -a attaches to a running container
+            code = attach.attach(rec.id, stdin=stdin, detach_keys=keys_bytes)
+        else:
+            conn = attach.start(rec.id)
+            code = attach.session(conn, rec.id, interactive=stdin, detach_keys=keys_bytes)
+        return 0 if code is None else code
     if rec.running:
         raise ContainerlabError(f"container {rec.name} is already running")
-    proc = container.launch(rec)
+    proc = container.launch(rec, stdin=None if stdin else subprocess.DEVNULL)
     code = proc.wait()
     container.finish(rec.id, code)
     if rec.config.get("auto_remove"):
         container.remove_record(rec.id)
     return code
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from containerlab.runtime import attach
+
+    keys = attach.parse_detach_keys(args.detach_keys)
+    code = attach.attach(args.container, stdin=not args.no_stdin, detach_keys=keys)
+    return 0 if code is None else code  # None: detached, the container runs on
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -198,6 +222,16 @@ def cmd_system_prune(args: argparse.Namespace) -> int:
 
 
 # --- parsers --------------------------------------------------------------------------------
+def detach_keys_flag(p: argparse.ArgumentParser) -> None:
+    """``--detach-keys`` (as run's: not imported from there, which costs every verb)."""
+    p.add_argument(
+        "--detach-keys",
+        metavar="KEYS",
+        help="keys that detach from a -t container and leave it running "
+        "(default ctrl-p,ctrl-q; ctrl-<a-z@[\\]^_> or single characters)",
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ps", help="list containers", description="List containers.")
     p.add_argument("-a", "--all", action="store_true", help="all containers (default: running)")
@@ -220,8 +254,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="stay attached: its output here, its exit code ours",
     )
+    p.add_argument(
+        "-i",
+        "--interactive",
+        action="store_true",
+        help="attach, and pass stdin on (to a container created with -i)",
+    )
+    detach_keys_flag(p)
     names(p)
     p.set_defaults(func=cmd_start)
+    p = sub.add_parser(
+        "attach",
+        help="attach to a running container's terminal or output",
+        usage="containerlab attach [OPTIONS] CONTAINER",
+        description="Attach to a running container: a -t container's terminal (what you "
+        "type goes to it, the detach keys leave it running, its exit code is ours), or the "
+        "live output of one without -t (Ctrl-C leaves it running).",
+    )
+    p.add_argument("--no-stdin", action="store_true", help="do not pass our stdin on")
+    detach_keys_flag(p)
+    p.add_argument("container", metavar="CONTAINER")
+    p.set_defaults(func=cmd_attach)
     for verb, text, func in (
         ("stop", "stop containers: SIGTERM, then SIGKILL", cmd_stop),
         ("restart", "stop then start containers", cmd_restart),

@@ -8,6 +8,11 @@ asked. That is this process: ``python -m containerlab.runtime.supervisor ID FD``
 a session of its own so it outlives the CLI that started it. It tells the CLI over ``FD``
 whether the command started (or why not), then closes it.
 
+A ``-t`` container's terminal is held here too: its master is what the command's output
+is read from, and clients attach to it through ``attach.sock`` in the container's
+directory (see ``runtime.attach``): that is what lets ``run -it`` detach (Ctrl-P Ctrl-Q)
+and ``containerlab attach`` come back, as containerd-shim lets ``docker attach`` do.
+
 Logs are JSON lines, as Docker's json-file driver writes them:
 ``{"log": "hello\\n", "stream": "stdout", "time": "2026-11-28T12:00:00.123456789Z"}``.
 """
@@ -23,6 +28,11 @@ import sys
 
 from containerlab.errors import ContainerlabError
 from containerlab.runtime import container, state
+
+# Types for annotations only (see state.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 LOG_NAME = "container.log"
 
@@ -56,27 +66,18 @@ class LogWriter:
         self.file.close()
 
 
-def supervise(cid: str, report_fd: int) -> int:
+def supervise(cid: str, report_fd: int, attach_first: bool = False) -> int:
     rec = state.load(cid)
-    tty = bool(rec.config.get("tty"))
+    if rec.config.get("tty"):
+        return _supervise_terminal(rec, report_fd, attach_first)
     log = LogWriter(str(rec.dir / LOG_NAME))
-    sources: dict[int, str] = {}
     devnull = os.open(os.devnull, os.O_RDWR)
-    console = None
-    if tty:
-        # The container's own terminal, made inside it and sent back over a socket (see
-        # init.console): `tty` inside names it, as in `docker run -dt`.
-        from containerlab.runtime.tty import console_socket
-
-        console, theirs = console_socket()
-        stdio = {"stdin": theirs.detach(), "stdout": devnull, "stderr": devnull}
-    else:
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        stdio = {"stdin": devnull, "stdout": out_w, "stderr": err_w}
-        sources = {out_r: "stdout", err_r: "stderr"}
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    stdio = {"stdin": devnull, "stdout": out_w, "stderr": err_w}
+    sources = {out_r: "stdout", err_r: "stderr"}
     try:
-        proc = container.launch(rec, console=console is not None, **stdio)
+        proc = container.launch(rec, **stdio)
     except (ContainerlabError, OSError) as e:
         code = getattr(e, "exit_code", 125)
         _report(report_fd, {"event": "error", "code": code, "message": str(e)})
@@ -84,18 +85,6 @@ def supervise(cid: str, report_fd: int) -> int:
     finally:
         for fd in set(stdio.values()):
             os.close(fd)  # only the container holds the writing ends now
-    if console is not None:
-        from containerlab.runtime.tty import receive_console
-
-        try:
-            sources[receive_console(console)] = "stdout"  # a terminal: one output stream
-        except ContainerlabError as e:
-            proc.close()
-            container.finish(cid, proc.wait())
-            _report(report_fd, {"event": "error", "code": 125, "message": str(e)})
-            return 125
-        finally:
-            console.close()
     _report(report_fd, {"event": "started", "pid": proc.child_pid})
 
     sel = selectors.DefaultSelector()
@@ -109,8 +98,6 @@ def supervise(cid: str, report_fd: int) -> int:
                 data = os.read(fd, 65536)
             except BlockingIOError:
                 continue
-            except OSError:  # EIO: the terminal's other side is closed
-                data = b""
             if data:
                 log.feed(sources[fd], data)
             else:
@@ -118,14 +105,94 @@ def supervise(cid: str, report_fd: int) -> int:
                 os.close(fd)
                 del sources[fd]
     log.close()
-    code = proc.wait()
-    try:
-        container.finish(cid, code)
-    except state.NoSuchContainerError:
-        return 0  # `rm -f` removed it meanwhile: nothing left to record
-    if rec.config.get("auto_remove"):
-        container.remove_record(cid)
+    _record_exit(rec, proc.wait())
     return 0
+
+
+def _supervise_terminal(rec: state.Record, report_fd: int, attach_first: bool) -> int:
+    """A ``-t`` container: its own terminal, made inside it and sent back over a socket
+    (see ``init.console``), so ``tty`` inside names it, as in ``docker run -dt``. This
+    process holds the master, logs what it prints (one stream: a terminal has no stderr)
+    and lets clients attach to it (``runtime.attach``): ``attach.sock`` in the record's
+    directory, there while the container runs.
+
+    ``attach_first`` (``run -it``, ``start -a``): say "listening" once the socket exists,
+    and launch the command only once the CLI has connected, so it sees every byte."""
+    from containerlab.runtime import attach
+    from containerlab.runtime.tty import console_socket, receive_console
+
+    try:
+        server = attach.Server(rec.dir)
+    except OSError as e:
+        _report(report_fd, {"event": "error", "code": 125, "message": f"attach socket: {e}"})
+        return 125
+    try:
+        if attach_first:
+            said = _say(report_fd, {"event": "listening"})
+            timeout = attach.FIRST_CLIENT_TIMEOUT
+            if not said or server.wait_first_client(timeout, report_fd) == "gone":
+                # Its CLI died before it could attach: never started (as after `create`).
+                os.close(report_fd)
+                if rec.config.get("auto_remove"):
+                    container.remove_record(rec.id)
+                return 0
+        log = LogWriter(str(rec.dir / LOG_NAME))
+        console, theirs = console_socket()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        stdio = {"stdin": theirs.detach(), "stdout": devnull, "stderr": devnull}
+        try:
+            proc = container.launch(rec, console=True, **stdio)
+        except (ContainerlabError, OSError) as e:
+            code = getattr(e, "exit_code", 125)
+            _report(report_fd, {"event": "error", "code": code, "message": str(e)})
+            return code
+        finally:
+            for fd in set(stdio.values()):
+                os.close(fd)  # the container's init holds the socket until it has used it
+        try:
+            master = receive_console(console)
+        except ContainerlabError as e:
+            proc.close()
+            container.finish(rec.id, proc.wait())
+            _report(report_fd, {"event": "error", "code": 125, "message": str(e)})
+            return 125
+        finally:
+            console.close()
+        _report(report_fd, {"event": "started", "pid": proc.child_pid})
+        pidfd = os.pidfd_open(proc.pid)  # readable once the launcher, after the command, exits
+        try:
+            server.serve(master, lambda data: log.feed("stdout", data), until=pidfd)
+        finally:
+            os.close(pidfd)
+        server.stop_listening()
+        os.close(master)
+        log.close()
+        code = proc.wait()
+        _record_exit(rec, code)
+        # Last: whoever is attached gets the exit code once it is recorded (and, with
+        # --rm, once the container is gone), so `run -it --rm` returns with nothing left.
+        server.goodbye(code)
+        return 0
+    finally:
+        server.close()
+
+
+def _record_exit(rec: state.Record, code: int) -> None:
+    try:
+        container.finish(rec.id, code)
+    except state.NoSuchContainerError:
+        return  # `rm -f` removed it meanwhile: nothing left to record
+    if rec.config.get("auto_remove"):
+        container.remove_record(rec.id)
+
+
+def _say(fd: int, message: dict) -> bool:
+    """A line to the CLI, the pipe kept open; False if the CLI is gone."""
+    try:
+        os.write(fd, json.dumps(message).encode() + b"\n")
+    except BrokenPipeError:
+        return False
+    return True
 
 
 def _report(fd: int, message: dict) -> None:
@@ -139,18 +206,23 @@ def _report(fd: int, message: dict) -> None:
         os.close(fd)
 
 
-def start_detached(cid: str) -> int:
+def start_detached(cid: str, before_start: Callable[[], None] | None = None) -> int:
     """Start a created/exited container under a supervisor; returns its PID 1 (host pid).
 
     Waits only until the command has been exec'd (or failed to be: then the error is raised
-    here, with its exit code: 127, 126 or 125).
+    here, with its exit code: 127, 126 or 125). ``before_start`` (a ``-t`` container only):
+    called once the supervisor listens on its attach socket and before it launches the
+    command; it connects there (``attach.start``), so nothing the command prints is missed.
     """
     rec = state.load(cid)
     r, w = os.pipe()
+    argv = [sys.executable, "-m", "containerlab.runtime.supervisor", cid, str(w)]
+    if before_start is not None:
+        argv.append("--attach-first")
     try:
         with open(rec.dir / "supervisor.log", "ab") as errlog:
             subprocess.Popen(
-                [sys.executable, "-m", "containerlab.runtime.supervisor", cid, str(w)],
+                argv,
                 pass_fds=(w,),
                 stdin=subprocess.DEVNULL,
                 stdout=errlog,
@@ -161,6 +233,9 @@ def start_detached(cid: str) -> int:
         os.close(w)
     with os.fdopen(r, "rb") as f:
         line = f.readline()
+        if before_start is not None and line and json.loads(line)["event"] == "listening":
+            before_start()  # if it fails, our end closes: the supervisor gives up
+            line = f.readline()
     if not line:
         raise ContainerlabError(
             f"the supervisor of {cid[:12]} died before starting it; see "
@@ -176,10 +251,11 @@ def start_detached(cid: str) -> int:
 
 def main() -> None:
     cid, fd = sys.argv[1], int(sys.argv[2])
+    attach_first = sys.argv[3:] == ["--attach-first"]
     # The CLI's terminal is gone or not ours: never die of its hang-up or its Ctrl-C.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.exit(supervise(cid, fd))
+    sys.exit(supervise(cid, fd, attach_first))
 
 
 if __name__ == "__main__":

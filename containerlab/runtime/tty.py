@@ -15,10 +15,10 @@ container's terminal line discipline then does what yours would: Ctrl-C becomes 
 the shell's foreground job, Ctrl-D an end of file. Your terminal's mode is restored on the
 way out, however the session ends.
 
-No detach keys (Docker's Ctrl-P Ctrl-Q): after a detach the container must keep its
-terminal and someone must keep reading it; for a foreground ``run`` that someone is this
-process, which is also the container's supervisor. Detaching needs the supervisor to hold
-the master, which is how ``run -dt`` works, not ``run -it``.
+``exec -it`` holds the master in the CLI, as here. A container's own terminal (``run
+-it``, ``run -dt``) is held by its supervisor instead, which outlives the CLI: the CLI
+attaches to it over a socket (``runtime.attach``), and that is what lets Docker's detach
+keys (Ctrl-P Ctrl-Q) leave the container running.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ import tty as _tty
 from collections.abc import Callable, Iterator
 
 from containerlab.errors import ContainerlabError
-from containerlab.runtime import container
-from containerlab.runtime.spec import ContainerSpec
 
 #: How long the command may take to send its terminal back once it has been exec'd (it is
 #: sent before exec, so it is already waiting on the socket; this is only a safety net).
@@ -189,36 +187,3 @@ def attach(
         signal.signal(signal.SIGWINCH, previous)
         if pidfd is not None:
             os.close(pidfd)
-
-
-def run_attached(spec: ContainerSpec, *, stdin_fd: int = 0, stdout_fd: int = 1) -> int:
-    """Run a container in the foreground on its own pseudo-terminal; returns its exit code."""
-    ours, theirs = console_socket()
-    with ours:
-        try:
-            c = container.start(spec, stdin=theirs.fileno(), console=True)
-        finally:
-            theirs.close()  # the container's init holds it until it has sent the terminal
-        try:
-            master = receive_console(ours)
-        except BaseException:
-            c.process.close()
-            c.wait()
-            if spec.auto_remove:
-                container.remove_record(c.id)
-            raise
-    try:
-        attach(
-            master,
-            c.process.pid,
-            stdin_fd=stdin_fd,
-            stdout_fd=stdout_fd,
-            interactive=spec.interactive,
-        )
-        return c.wait()
-    finally:
-        os.close(master)
-        c.process.close()
-        c.wait()
-        if spec.auto_remove:
-            container.remove_record(c.id)
