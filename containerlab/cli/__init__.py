@@ -41,7 +41,19 @@ def cmd_version(args: argparse.Namespace) -> int:
 #: and registered: building all ~50 parsers costs more than a container start's budget.
 VERB_MODULES: dict[str, tuple[str, ...]] = {
     "run": ("run", "create"),
-    "containers": ("ps", "start", "stop", "restart", "kill", "rm", "wait", "logs", "top", "rename"),
+    "containers": (
+        "ps",
+        "start",
+        "attach",
+        "stop",
+        "restart",
+        "kill",
+        "rm",
+        "wait",
+        "logs",
+        "top",
+        "rename",
+    ),
     "resources": ("update", "stats", "pause", "unpause"),
     "exec": ("exec",),
     "images": (
