@@ -44,3 +44,13 @@ def template(text: str, doc: dict[str, Any]) -> str:
         lambda m: value(m.group(2), bool(m.group(1))),
         text,
     )
+
+
+def detach_keys_flag(p: argparse.ArgumentParser) -> None:
+    """``--detach-keys``, as run, start and attach spell it."""
+    p.add_argument(
+        "--detach-keys",
+        metavar="KEYS",
+        help="keys that detach from a -t container and leave it running "
+        "(default ctrl-p,ctrl-q; ctrl-<a-z@[\\]^_> or single characters)",
+    )

@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from containerlab.cli.common import template
+from containerlab.cli.common import detach_keys_flag, template
 from containerlab.errors import ContainerlabError
 from containerlab.runtime.status import human_duration, seconds_since, status_text
 
@@ -222,16 +222,6 @@ def cmd_system_prune(args: argparse.Namespace) -> int:
 
 
 # --- parsers --------------------------------------------------------------------------------
-def detach_keys_flag(p: argparse.ArgumentParser) -> None:
-    """``--detach-keys`` (as run's: not imported from there, which costs every verb)."""
-    p.add_argument(
-        "--detach-keys",
-        metavar="KEYS",
-        help="keys that detach from a -t container and leave it running "
-        "(default ctrl-p,ctrl-q; ctrl-<a-z@[\\]^_> or single characters)",
-    )
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ps", help="list containers", description="List containers.")
     p.add_argument("-a", "--all", action="store_true", help="all containers (default: running)")

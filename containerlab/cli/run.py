@@ -6,6 +6,7 @@ import argparse
 import os
 import subprocess
 
+from containerlab.cli.common import detach_keys_flag
 from containerlab.errors import ContainerlabError
 
 
@@ -194,15 +195,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Without -i the container's stdin is empty, as in Docker; with it, ours is passed on.
     stdin = None if spec.interactive else subprocess.DEVNULL
     return container.run(spec, proxy_signals=True, stdin=stdin)
-
-
-def detach_keys_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--detach-keys",
-        metavar="KEYS",
-        help="keys that detach from a -t container and leave it running "
-        "(default ctrl-p,ctrl-q; ctrl-<a-z@[\\]^_> or single characters)",
-    )
 
 
 def cmd_create(args: argparse.Namespace) -> int:

@@ -464,7 +464,7 @@ def _relay(
     stdout_fd: int,
     wake_r: int,
 ) -> int | None:
-    from containerlab.runtime.tty import _write_all
+    from containerlab.runtime.tty import _write_all, read_input
 
     frames = Frames()
     watched = [conn.fileno(), wake_r] + ([stdin_fd] if interactive else [])
@@ -489,10 +489,7 @@ def _relay(
                 elif kind == EXIT:
                     return EXIT_CODE.unpack(payload)[0]
         if stdin_fd in ready:
-            try:
-                data = os.read(stdin_fd, 65536)
-            except OSError:
-                data = b""
+            data = read_input(stdin_fd)
             if not data:  # our stdin ended: stop reading it, keep showing output
                 watched.remove(stdin_fd)
                 continue

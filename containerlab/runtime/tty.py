@@ -114,6 +114,14 @@ def _drain(master: int, stdout_fd: int) -> None:
         _write_all(stdout_fd, data)
 
 
+def read_input(fd: int) -> bytes:
+    """What our stdin has now; b"" once it ended (or failed: a closed terminal says EIO)."""
+    try:
+        return os.read(fd, 65536)
+    except OSError:
+        return b""
+
+
 def relay(
     master: int,
     *,
@@ -146,10 +154,7 @@ def relay(
             _drain(master, stdout_fd)
             return
         if stdin_fd in ready:
-            try:
-                data = os.read(stdin_fd, 65536)
-            except OSError:
-                data = b""
+            data = read_input(stdin_fd)
             if not data:  # our stdin ended: stop reading it, keep showing output
                 fds.remove(stdin_fd)
                 continue
