@@ -124,6 +124,10 @@ def test_a_published_port_answers_on_loopback_and_on_the_bridge_address():
     gateway = inspect("t-pub")["NetworkSettings"]["Gateway"]
     assert fetch(f"http://{gateway}:{port}/hostname") == hostname
     assert f"0.0.0.0:{port}->80/tcp" in ok("ps")
+    assert ok("port", "t-pub") == f"80/tcp -> 0.0.0.0:{port}\n"
+    assert ok("port", "t-pub", "80/tcp") == f"0.0.0.0:{port}\n"
+    res = clab("port", "t-pub", "81")
+    assert res.returncode == 125 and "no public port '81'" in res.stderr
     assert any(f"publish *:{port}/tcp" in c for _, c in nat.rules())
     cid = inspect("t-pub")["Id"]
     ok("rm", "-f", "t-pub")

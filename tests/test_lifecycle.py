@@ -141,6 +141,10 @@ def test_create_then_start_then_start_attached(clab_root):
     res = clab("start", "-a", once)  # an exited container starts again
     assert res.returncode == 4
 
+    gone = ok("create", "--rm", "busybox", "true").strip()  # --rm at create, as Docker
+    assert clab("start", "-a", gone).returncode == 0
+    assert gone not in ok("ps", "-aq", "--no-trunc").split()
+
 
 # --- stop, kill, restart -----------------------------------------------------------------------
 def test_stop_a_sleep_as_pid_1_takes_the_grace_period_then_sigkill(clab_root):

@@ -72,7 +72,7 @@ VERB_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "build": ("build", "builder", "commit", "diff"),
     "system": ("system",),
-    "network": ("network",),
+    "network": ("network", "port"),
 }
 
 

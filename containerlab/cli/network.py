@@ -100,6 +100,26 @@ def cmd_disconnect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_port(args: argparse.Namespace) -> int:
+    """``port CONTAINER [PORT[/PROTO]]``: its published ports, as ``docker port`` lists them."""
+    from containerlab.network import nat
+    from containerlab.runtime import lifecycle, networking
+
+    rec = lifecycle.get(args.container)
+    mappings = [nat.parse_publish(p) for p in networking.settings(rec)["Ports"]]
+    if args.port:
+        number, _, proto = args.port.partition("/")
+        mappings = [
+            m for m in mappings if str(m.container_port) == number and m.proto == (proto or "tcp")
+        ]
+        if not mappings:
+            raise ContainerlabError(f"no public port '{args.port}' published for {rec.name}")
+    for m in mappings:
+        host = f"{m.host_ip or '0.0.0.0'}:{m.host_port}"
+        print(host if args.port else f"{m.container_port}/{m.proto} -> {host}")
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     docs, status = [], 0
     for name in args.names:
@@ -205,6 +225,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-f", "--force", action="store_true", help="do not ask (never asks)")
     p.set_defaults(func=cmd_prune)
+    port = sub.add_parser(
+        "port",
+        help="list a container's published ports",
+        description="List the ports a running container publishes on the host (-p, -P).",
+    )
+    port.add_argument("container", metavar="CONTAINER")
+    port.add_argument("port", nargs="?", metavar="PORT[/PROTO]")
+    port.set_defaults(func=cmd_port)
     p = nsub.add_parser(
         "connect",
         help="connect a container to a network",

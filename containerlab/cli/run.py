@@ -231,8 +231,8 @@ def _container_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
             action="store_true",
             help="run in the background and print the container id",
         )
-        p.add_argument("--rm", action="store_true", help="remove the container when it exits")
         detach_keys_flag(p)
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument(
         "-i",
         "--interactive",
