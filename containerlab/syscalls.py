@@ -54,6 +54,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 
 # Namespace kinds by their /proc/PID/ns name, with their CLONE_NEW* flag.
 NS_FLAGS = {
@@ -287,6 +288,13 @@ def set_parent_death_signal(sig: int) -> None:
 def set_child_subreaper() -> None:
     """Make this process adopt orphaned descendants (so it can reap them)."""
     prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def is_child_subreaper() -> bool:
+    """Whether this process adopts its orphaned descendants (see :func:`set_child_subreaper`)."""
+    flag = ctypes.c_int(0)
+    prctl(PR_GET_CHILD_SUBREAPER, ctypes.addressof(flag))  # the kernel writes it there
+    return bool(flag.value)
 
 
 def _cmdline_area() -> tuple[int, int]:
