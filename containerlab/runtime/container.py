@@ -158,6 +158,7 @@ def launch(
     stdout: Any = None,
     stderr: Any = None,
     console: bool = False,
+    adopt: bool = False,  # see namespaces.spawn: a subreaper caller waits for PID 1 itself
 ) -> namespaces.NsProcess:
     """Start a created (or exited) container's command; returns once it has been exec'd.
 
@@ -212,6 +213,7 @@ def launch(
             # The launcher joins the cgroup itself right before it forks, so every process
             # of the container is born inside its limits, and leaves it once forked.
             cgroup=cg,
+            adopt=adopt,
         )
     except ContainerlabError as e:
         _undo_start(record, cg)
