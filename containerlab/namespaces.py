@@ -169,27 +169,63 @@ class NsProcess:
     ``pid`` is the launcher (outside any new PID namespace), ``child_pid`` the command itself
     as the host sees it (inside, it is PID 1 when a PID namespace is new). Use it as a context
     manager to make sure the process is gone afterwards.
+
+    ``adopted`` (``spawn(adopt=True)``): the launcher has exited already (``pid`` names no
+    process any more) and the command is our own child, waited for here directly.
     """
 
-    def __init__(self, popen: subprocess.Popen, child_pid: int):
+    def __init__(self, popen: subprocess.Popen, child_pid: int, adopted: bool = False):
         self.popen = popen
         self.pid = popen.pid
         self.child_pid = child_pid
+        self.adopted = adopted
+        self._code: int | None = None  # adopted: the command's exit code, once reaped
         self.stdout: IO[Any] | None = popen.stdout
         self.stderr: IO[Any] | None = popen.stderr
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the command; its exit code (128+N when killed by signal N)."""
+        if self.adopted:
+            return self._wait_adopted(timeout)
         rc = self.popen.wait(timeout)
         return 128 - rc if rc < 0 else rc
+
+    def _poll_adopted(self, flags: int = os.WNOHANG) -> int | None:
+        if self._code is None:
+            try:
+                pid, status = os.waitpid(self.child_pid, flags)
+            except ChildProcessError:  # reaped by someone else: its code is lost
+                pid, status = self.child_pid, 255 << 8  # Docker's "unknown"
+            if pid:
+                self._code = 128 - rc if (rc := os.waitstatus_to_exitcode(status)) < 0 else rc
+        return self._code
+
+    def _wait_adopted(self, timeout: float | None) -> int:
+        if timeout is None:
+            while self._poll_adopted(0) is None:
+                pass
+            return self._code  # type: ignore[return-value]
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while self._poll_adopted() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired([f"command {self.child_pid}"], timeout)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return self._code  # type: ignore[return-value]
 
     def communicate(
         self, input: bytes | None = None, timeout: float | None = None
     ) -> tuple[Any, Any]:
-        return self.popen.communicate(input, timeout)
+        out = self.popen.communicate(input, timeout)
+        if self.adopted:
+            self.wait(timeout)
+        return out
 
     @property
     def returncode(self) -> int | None:
+        if self.adopted:
+            return self._code
         rc = self.popen.returncode
         return None if rc is None else (128 - rc if rc < 0 else rc)
 
@@ -199,6 +235,8 @@ class NsProcess:
         The launcher is not killed first: its child would be orphaned, and an orphan whose
         new parent never calls wait() stays a zombie (PID 1 of some machines does not reap).
         """
+        if self.adopted and self._code is not None:
+            return  # reaped: its pid may name another process by now
         try:
             os.kill(self.child_pid, sig)
         except ProcessLookupError:
@@ -206,7 +244,14 @@ class NsProcess:
 
     def close(self, grace: float = 5.0) -> None:
         """Make sure the command and the launcher are gone and reaped."""
-        if self.popen.poll() is None:
+        if self.adopted:
+            if self._poll_adopted() is None:
+                self.kill(signal.SIGKILL)
+                try:
+                    self._wait_adopted(grace)
+                except subprocess.TimeoutExpired:
+                    self._wait_adopted(None)  # SIGKILL'd: it goes, however long it takes
+        elif self.popen.poll() is None:
             self.kill(signal.SIGKILL)
             try:
                 self.popen.wait(grace)
@@ -265,6 +310,7 @@ def spawn(
     init: bool = False,
     after_fork: Any = None,
     cgroup: Any = None,
+    adopt: bool = False,
     **spec_fields: Any,
 ) -> NsProcess:
     """Start ``argv`` in new and/or joined namespaces and return once it has been exec'd.
@@ -282,6 +328,11 @@ def spawn(
     of the command is born inside, and back out once it has forked (it only waits then, and
     must not count against the limits); a process moving itself costs no RCU grace period
     on cgroup v1, where moving another one by pid does.
+    ``adopt``: the caller, which must be a child subreaper (``syscalls.set_child_subreaper``,
+    as a detached container's supervisor is), becomes the command's parent: the launcher
+    exits once it has forked instead of staying to wait (one process less per container),
+    and ``wait()`` waits for the command directly. Without a new PID namespace the launcher
+    is the command and this changes nothing.
     Raises ``CommandNotFoundError`` (127), ``CommandNotExecutableError`` (126) or
     ``NamespaceError`` when the command could not be started; nothing is left running then.
     """
@@ -294,6 +345,11 @@ def spawn(
     spec.validate()
     if not argv:
         raise NamespaceError("no command given: spawn needs at least argv[0]")
+    if adopt and not syscalls.is_child_subreaper():
+        raise NamespaceError(
+            "adopt=True needs a caller that is a child subreaper, or the command would be "
+            "orphaned: call syscalls.set_child_subreaper() first"
+        )
     config = {
         "argv": list(argv),
         "env": dict(env) if env is not None else None,
@@ -307,6 +363,7 @@ def spawn(
         "caller_pid": os.getpid(),
         "tty": tty,
         "init": init,
+        "adopt": adopt,
         "setup": {"entry": setup[0], "payload": dict(setup[1])} if setup else None,
         "cgroup": None
         if cgroup is None
@@ -339,17 +396,28 @@ def spawn(
     except BaseException:
         # Interrupted half-way: stop the command first so the launcher can reap it.
         if child_pid:
-            NsProcess(popen, child_pid).close()
+            _adopt(popen, child_pid, adopt).close()
         else:
             popen.kill()
             popen.wait()
         raise
     if error is not None or not child_pid:
+        if child_pid:
+            _adopt(popen, child_pid, adopt).wait()  # a failed setup's exit, reaped
         popen.wait()
         if error is None:
             error = {"code": 125, "message": "the launcher exited before starting the command"}
         raise _fail("", error["code"], error["message"])
-    return NsProcess(popen, child_pid)
+    return _adopt(popen, child_pid, adopt)
+
+
+def _adopt(popen: Any, child_pid: int, adopt: bool) -> NsProcess:
+    """The NsProcess of a launcher that has forked ``child_pid``. Adopted: the launcher
+    exits on its own right after forking; once it is reaped, the command is our child."""
+    if not adopt or child_pid == popen.pid:
+        return NsProcess(popen, child_pid)
+    popen.wait()
+    return NsProcess(popen, child_pid, adopted=True)
 
 
 def _start_launcher(fd: int, stdin: Any, stdout: Any, stderr: Any) -> Any:

@@ -24,6 +24,12 @@ over a socket:
                                          exec closes it. The launcher stays to wait for the
                                          child and exits with its code (128+N on signal N).
 
+With ``"adopt"`` in the config (a detached container's supervisor, a child subreaper) the
+launcher exits as soon as it has sent "forked" instead of waiting: the child is re-parented
+to the caller, which waits for it itself, as containerd-shim does for runc's children. The
+child arms its parent-death signal only once that has happened (armed earlier, the
+launcher's exit would kill it), and checks that its new parent is the caller.
+
 A caller with a single thread (the CLI, a supervisor) skips the interpreter start: it forks
 and the child runs the same :func:`main` on its end of the socket (see
 ``namespaces._start_launcher``), so both ways take one code path from the config on.
@@ -38,6 +44,7 @@ import fcntl
 import importlib
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -180,11 +187,33 @@ def _init_loop(child: int) -> None:
             os._exit(exit_code_of(status))
 
 
-def _child(config: dict, sock: socket.socket, hook) -> None:
-    """Runs in the process that becomes the command. Never returns."""
+def _await_adoption(launcher: int, stat: int, caller: int) -> None:
+    """Adopted mode: wait until the launcher (``launcher``, its pidfd) has exited, so that
+    this process is the caller's child now, then die with the caller from here on."""
+    select.select([launcher], [], [])  # a pidfd is readable once its process has exited
+    os.close(launcher)
+    syscalls.set_parent_death_signal(signal.SIGKILL)
+    # Armed first, then checked: a caller that died before would not signal us.
+    parent = int(os.pread(stat, 4096, 0).rsplit(b")", 1)[1].split()[1])
+    os.close(stat)
+    if parent != caller:
+        raise RuntimeError(
+            f"the caller (pid {caller}) did not adopt the command: it died, or it is not a "
+            "child subreaper"
+        )
+
+
+def _child(config: dict, sock: socket.socket, hook, launcher: int = -1) -> None:
+    """Runs in the process that becomes the command. Never returns. ``launcher``: the
+    launcher's pidfd when the caller adopts this process (see the module's docstring)."""
     code = EXIT_SETUP_FAILED
     try:
-        syscalls.set_parent_death_signal(signal.SIGKILL)
+        if launcher < 0:
+            syscalls.set_parent_death_signal(signal.SIGKILL)
+        else:
+            # Opened now, on the host's /proc: it names our parent by the caller's pid (in
+            # the new PID namespace's own /proc, mounted by the setup hook, it would be 0).
+            stat = os.open("/proc/self/stat", os.O_RDONLY | os.O_CLOEXEC)
         # Its own session, like a container's init: no controlling terminal shared with
         # the caller, so a Ctrl-C reaches it only through the launcher's forwarding.
         if config.get("setsid", True):
@@ -212,6 +241,9 @@ def _child(config: dict, sock: socket.socket, hook) -> None:
             import termios  # from sys.modules: main imported it, before any pivot_root
 
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        if launcher >= 0:
+            # Last before exec: the launcher's exit overlaps with the setup above.
+            _await_adoption(launcher, stat, config["caller_pid"])
         if config.get("init"):
             command = os.fork()
             if command:
@@ -309,11 +341,13 @@ def main(fd: int) -> None:
 
     for s in FORWARDED_SIGNALS:
         signal.signal(s, forward)
+    # Adopted: the child waits on this pidfd of ours for our exit (see _await_adoption).
+    launcher = os.pidfd_open(os.getpid()) if config.get("adopt") else -1
     child_pid = os.fork()
     if child_pid == 0:
         for s in FORWARDED_SIGNALS:
             signal.signal(s, signal.SIG_DFL)
-        _child(config, sock, hook)
+        _child(config, sock, hook, launcher)
     try:
         # Out again: from now on this process only waits, and must not count against the
         # container's limits (--pids-limit 4 is the command and 3 more).
@@ -322,6 +356,8 @@ def main(fd: int) -> None:
         pass  # the command runs; a launcher counted in its cgroup is the lesser harm
     send(sock, event="forked", pid=child_pid)
     sock.close()
+    if launcher >= 0:
+        os._exit(0)  # adopted: the caller, a child subreaper, waits for the child itself
     while True:
         try:
             _, status = os.waitpid(child_pid, 0)

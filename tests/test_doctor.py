@@ -72,6 +72,28 @@ def test_a_record_whose_processes_were_killed(clab_root):
     assert os.listdir(clab_root / "images/leases") == []
 
 
+def test_only_the_supervisor_killed_its_container_dies_with_it(clab_root):
+    """PID 1 is the supervisor's own child (no launcher in between) and dies with it
+    (parent-death signal, armed once adopted); doctor then finds and removes the rest."""
+    plain = run_d("busybox", "sleep", "30")
+    init = run_d("--init", "busybox", "sleep", "30")
+    for cid in (plain, init):
+        st = state_of(clab_root, cid)
+        os.kill(st["supervisor_pid"], signal.SIGKILL)
+        wait_for(lambda p=st["pid"]: not alive(p), what="PID 1 to die with its supervisor")
+    wait_for(lambda: our_processes(clab_root) == [], what="every process of ours to die")
+    res = clab("system", "doctor")
+    assert res.returncode == 1
+    # Per container: its record (said running), its cgroup and its address.
+    assert "6 leftover(s)" in res.stdout, res.stdout
+    fixed()
+    for cid in (plain, init):
+        assert inspect(cid)["State"]["ExitCode"] == 255
+        with pytest.raises(ContainerlabError):
+            cgroups.Cgroup.open(f"clab-{cid[:12]}")
+    ok("rm", plain, init)
+
+
 CREATE = """
 import time
 from pathlib import Path

@@ -4,6 +4,7 @@ SIGKILLs of the CLI at random instants (what is left is found and removed by `do
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -391,6 +392,51 @@ def test_killing_only_pid_1_lets_the_supervisor_record_137(clab_root):
     wait_for(lambda: not alive(st["supervisor_pid"]), what="the supervisor to exit")
 
 
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def children_of(pid: int) -> list[int]:
+    out = []
+    for entry in (p for p in os.listdir("/proc") if p.isdigit()):
+        with contextlib.suppress(OSError):
+            if parent_of(int(entry)) == pid:
+                out.append(int(entry))
+    return out
+
+
+@pytest.mark.parametrize("init", [False, True], ids=["plain", "init"])
+def test_the_supervisor_is_pid_1s_parent_and_records_its_exit(clab_root, init):
+    """No launcher stays for a detached container: the supervisor, a child subreaper,
+    adopts PID 1 once the launcher has forked it, and waits for it itself."""
+    flags = ["--init"] if init else []
+    runs = {
+        "0": run_d(*flags, "busybox", "sh", "-c", "sleep 0.5"),
+        "3": run_d(*flags, "busybox", "sh", "-c", "sleep 0.5; exit 3"),
+        "137": run_d(*flags, "busybox", "sleep", "30"),
+    }
+    if init:  # PID 1 is the init, which passes SIGTERM on to the command
+        runs["143"] = run_d(*flags, "busybox", "sleep", "30")
+    for code in ("137", "143") if init else ("137",):  # the ones that run until killed
+        st = state_of(clab_root, runs[code])
+        assert parent_of(st["pid"]) == st["supervisor_pid"]
+        assert children_of(st["supervisor_pid"]) == [st["pid"]]  # the launcher is gone
+    ok("kill", runs["137"])
+    if init:
+        ok("kill", "-s", "TERM", runs["143"])
+    for code, cid in runs.items():
+        assert ok("wait", cid).strip() == code
+        assert inspect(cid)["State"]["ExitCode"] == int(code)
+    # stop and rm -f of a running one, as before
+    stopped, removed = run_d(*flags, "busybox", "sleep", "30"), run_d("busybox", "sleep", "30")
+    ok("stop", "-t", "5" if init else "0", stopped)  # the init ends at SIGTERM, sleep never
+    assert inspect(stopped)["State"]["ExitCode"] == (143 if init else 137)
+    sup = state_of(clab_root, removed)["supervisor_pid"]
+    ok("rm", "-f", removed)
+    assert not alive(sup) and removed not in ok("ps", "-aq", "--no-trunc")
+
+
 # --- concurrency -----------------------------------------------------------------------------
 def test_twenty_detached_runs_at_once(clab_root):
     ok("run", "--rm", "busybox", "true")
@@ -503,8 +549,8 @@ def test_cli_killed_at_random_instants_leaves_only_what_doctor_removes(clab_root
     for cid in running:
         assert alive(records[cid]["pid"]) and alive(records[cid]["supervisor_pid"])
     ours = our_processes(clab_root)
-    # supervisor, launcher, PID 1, and with --init the command under the init
-    assert len(ours) <= 4 * len(running), ours
+    # supervisor, PID 1, and with --init the command under the init (no launcher stays)
+    assert len(ours) <= 3 * len(running), ours
     for cid, st in records.items():
         assert st["status"] in ("running", "exited", "created"), st
         cfg = json.loads((clab_root / "containers" / cid / "config.json").read_text())

@@ -7,8 +7,9 @@ always be found from the records and the kernel's own tables, and removed:
 - a record that says "running" although nothing runs (fixed by ``state.refresh``);
 - a container directory without a complete record (killed during ``create``);
 - a name, or an image hold, that points at no container;
-- a process of containerlab (a supervisor, a launcher, or a process whose root is a
-  container's overlay) whose container is gone or exited;
+- a process of containerlab (a supervisor, or a process whose root is a container's
+  overlay: PID 1, the command under ``--init``, what they started) whose container is
+  gone or exited (a detached container keeps no launcher: its supervisor waits for PID 1);
 - a host mount inside containerlab's state directory;
 - temporary files of a pull or unpack that died;
 - a network's bridge, firewall rules and address pool left without its record, and the

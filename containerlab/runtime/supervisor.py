@@ -6,7 +6,10 @@
 log, wait for the command, record its exit code and time, and remove it if ``--rm`` was
 asked. That is this process: ``python -m containerlab.runtime.supervisor ID FD``, started in
 a session of its own so it outlives the CLI that started it. It tells the CLI over ``FD``
-whether the command started (or why not), then closes it.
+whether the command started (or why not), then closes it. It is a child subreaper, and
+the container's PID 1 is its own child once the launcher that forked it has exited (see
+``namespaces.spawn(adopt=True)``): no launcher stays to wait, as none does under
+containerd-shim.
 
 A ``-t`` container's terminal is held here too: its master is what the command's output
 is read from, and clients attach to it through ``attach.sock`` in the container's
@@ -26,6 +29,7 @@ import signal
 import subprocess
 import sys
 
+from containerlab import syscalls
 from containerlab.errors import ContainerlabError
 from containerlab.runtime import container, state
 
@@ -77,7 +81,7 @@ def supervise(cid: str, report_fd: int, attach_first: bool = False) -> int:
     stdio = {"stdin": devnull, "stdout": out_w, "stderr": err_w}
     sources = {out_r: "stdout", err_r: "stderr"}
     try:
-        proc = container.launch(rec, **stdio)
+        proc = container.launch(rec, adopt=True, **stdio)
     except (ContainerlabError, OSError) as e:
         code = getattr(e, "exit_code", 125)
         _report(report_fd, {"event": "error", "code": code, "message": str(e)})
@@ -141,7 +145,7 @@ def _supervise_terminal(rec: state.Record, report_fd: int, attach_first: bool) -
         devnull = os.open(os.devnull, os.O_RDWR)
         stdio = {"stdin": theirs.detach(), "stdout": devnull, "stderr": devnull}
         try:
-            proc = container.launch(rec, console=True, **stdio)
+            proc = container.launch(rec, console=True, adopt=True, **stdio)
         except (ContainerlabError, OSError) as e:
             code = getattr(e, "exit_code", 125)
             _report(report_fd, {"event": "error", "code": code, "message": str(e)})
@@ -159,7 +163,7 @@ def _supervise_terminal(rec: state.Record, report_fd: int, attach_first: bool) -
         finally:
             console.close()
         _report(report_fd, {"event": "started", "pid": proc.child_pid})
-        pidfd = os.pidfd_open(proc.pid)  # readable once the launcher, after the command, exits
+        pidfd = os.pidfd_open(proc.child_pid)  # readable once the command exits
         try:
             server.serve(master, lambda data: log.feed("stdout", data), until=pidfd)
         finally:
@@ -255,6 +259,9 @@ def main() -> None:
     # The CLI's terminal is gone or not ours: never die of its hang-up or its Ctrl-C.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # PID 1 becomes our child once the launcher that forked it exits (launch(adopt=True)):
+    # no launcher stays to wait for it, as containerd-shim is a subreaper for runc's.
+    syscalls.set_child_subreaper()
     sys.exit(supervise(cid, fd, attach_first))
 
 
