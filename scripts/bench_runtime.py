@@ -18,8 +18,9 @@ for runc/crun, `containerlab save` loaded into podman and docker; nothing is pul
 All rows use ``--network none``: the cost of the network is scripts/bench_network.py's.
 
 Then the memory an idle detached container (``run -d ... sleep 300``) holds on the host:
-the proportional set size (PSS, /proc/PID/smaps_rollup) of containerlab's supervisor,
-launcher and PID 1, next to podman's conmon + PID 1 and docker's containerd-shim + PID 1
+the proportional set size (PSS, /proc/PID/smaps_rollup) of containerlab's supervisor and
+PID 1 (the supervisor's process tree: its launcher has exited), next to podman's conmon +
+PID 1 and docker's containerd-shim + PID 1
 (dockerd and containerd, shared by all containers, listed apart).
 
 Needs root, runc and crun (setup.sh installs them); podman and docker are optional:

@@ -290,7 +290,8 @@ class Server:
 
     def serve(self, master: int, on_output: Callable[[bytes], None], until: int | None) -> None:
         """Relay until the terminal closes (every process holding it has exited), or
-        ``until`` (the launcher's pidfd) is readable: then what is left is read, and we return.
+        ``until`` (a pidfd: PID 1's when the supervisor adopted it, else the launcher's) is
+        readable: then what is left is read, and we return.
         """
         os.set_blocking(master, False)
         assert self.listener is not None
