@@ -26,13 +26,13 @@ import fcntl
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from containerlab import paths
 from containerlab.errors import ContainerError
+from containerlab.runtime.clock import now  # state.now, as its callers know it
 
 # Types for annotations only: importing typing costs every container start ~2 ms.
 TYPE_CHECKING = False
@@ -89,12 +89,6 @@ class Record:
     @property
     def running(self) -> bool:
         return self.state.status in ("running", "paused")
-
-
-def now() -> str:
-    """The current time as Docker writes it (RFC 3339 with nanoseconds, UTC)."""
-    t = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + f".{t % 10**9:09d}Z"
 
 
 def root() -> Path:

@@ -26,17 +26,20 @@ import json
 import os
 import selectors
 import signal
-import subprocess
 import sys
 
-from containerlab import syscalls
 from containerlab.errors import ContainerlabError
-from containerlab.runtime import container, state
+
+# Only what the watcher needs is imported here (see ``watch``); the runtime is imported
+# where it is used, so the process that stays with an idle container stays small.
+from containerlab.runtime.clock import now
 
 # Types for annotations only (see state.py).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from containerlab.runtime import state
 
 LOG_NAME = "container.log"
 
@@ -44,7 +47,8 @@ LOG_NAME = "container.log"
 class LogWriter:
     """Turns the command's output into log lines, split at newlines, one stream each."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str | int):
+        # A path, or the descriptor of one already open (the watcher inherits it).
         self.file = open(path, "ab", buffering=0)  # noqa: SIM115  (closed in close())
         self.partial: dict[str, bytes] = {}
 
@@ -60,7 +64,7 @@ class LogWriter:
         self.partial[stream] = rest
 
     def _write(self, stream: str, data: bytes) -> None:
-        entry = {"log": data.decode(errors="replace"), "stream": stream, "time": state.now()}
+        entry = {"log": data.decode(errors="replace"), "stream": stream, "time": now()}
         self.file.write(json.dumps(entry).encode() + b"\n")
 
     def close(self) -> None:
@@ -71,6 +75,8 @@ class LogWriter:
 
 
 def supervise(cid: str, report_fd: int, attach_first: bool = False) -> int:
+    from containerlab.runtime import state
+
     rec = state.load(cid)
     if rec.config.get("tty"):
         return _supervise_terminal(rec, report_fd, attach_first)
@@ -80,6 +86,8 @@ def supervise(cid: str, report_fd: int, attach_first: bool = False) -> int:
     err_r, err_w = os.pipe()
     stdio = {"stdin": devnull, "stdout": out_w, "stderr": err_w}
     sources = {out_r: "stdout", err_r: "stderr"}
+    from containerlab.runtime import container
+
     try:
         proc = container.launch(rec, adopt=True, **stdio)
     except (ContainerlabError, OSError) as e:
@@ -90,7 +98,22 @@ def supervise(cid: str, report_fd: int, attach_first: bool = False) -> int:
         for fd in set(stdio.values()):
             os.close(fd)  # only the container holds the writing ends now
     _report(report_fd, {"event": "started", "pid": proc.child_pid})
+    # Starting a container took the whole runtime (image store, cgroups, networking...);
+    # waiting for it takes a loop over two pipes. Python never gives imported modules' memory
+    # back, so we exec a fresh interpreter that imports only the loop: same pid (PID 1 stays
+    # our child, the record's supervisor_pid stays true), same open pipes, a third of the
+    # memory. Its command line still names the container, as `system doctor` looks for.
+    log_fd = log.file.fileno()
+    for fd in (*sources, log_fd):
+        os.set_inheritable(fd, True)
+    argv = [cid, "--watch", str(log_fd), str(out_r), str(err_r), str(proc.child_pid)]
+    os.execv(sys.executable, [sys.executable, "-m", __spec__.name, *argv])
 
+
+def watch(cid: str, log_fd: int, out_r: int, err_r: int, pid1: int) -> int:
+    """Log the command's output until it closes it, wait for it, record its exit."""
+    log = LogWriter(log_fd)
+    sources = {out_r: "stdout", err_r: "stderr"}
     sel = selectors.DefaultSelector()
     for fd in sources:
         os.set_blocking(fd, False)
@@ -109,7 +132,10 @@ def supervise(cid: str, report_fd: int, attach_first: bool = False) -> int:
                 os.close(fd)
                 del sources[fd]
     log.close()
-    _record_exit(rec, proc.wait())
+    code = os.waitstatus_to_exitcode(os.waitpid(pid1, 0)[1])
+    from containerlab.runtime import state
+
+    _record_exit(state.load(cid), 128 - code if code < 0 else code)  # -N: killed by signal N
     return 0
 
 
@@ -122,7 +148,7 @@ def _supervise_terminal(rec: state.Record, report_fd: int, attach_first: bool) -
 
     ``attach_first`` (``run -it``, ``start -a``): say "listening" once the socket exists,
     and launch the command only once the CLI has connected, so it sees every byte."""
-    from containerlab.runtime import attach
+    from containerlab.runtime import attach, container
     from containerlab.runtime.tty import console_socket, receive_console
 
     try:
@@ -182,6 +208,8 @@ def _supervise_terminal(rec: state.Record, report_fd: int, attach_first: bool) -
 
 
 def _record_exit(rec: state.Record, code: int) -> None:
+    from containerlab.runtime import container, state
+
     try:
         container.finish(rec.id, code)
     except state.NoSuchContainerError:
@@ -218,6 +246,10 @@ def start_detached(cid: str, before_start: Callable[[], None] | None = None) -> 
     called once the supervisor listens on its attach socket and before it launches the
     command; it connects there (``attach.start``), so nothing the command prints is missed.
     """
+    import subprocess
+
+    from containerlab.runtime import state
+
     rec = state.load(cid)
     r, w = os.pipe()
     argv = [sys.executable, "-m", "containerlab.runtime.supervisor", cid, str(w)]
@@ -254,6 +286,9 @@ def start_detached(cid: str, before_start: Callable[[], None] | None = None) -> 
 
 
 def main() -> None:
+    if sys.argv[2:3] == ["--watch"]:  # the second life of a supervisor (see supervise)
+        log_fd, out_r, err_r, pid1 = (int(a) for a in sys.argv[3:7])
+        sys.exit(watch(sys.argv[1], log_fd, out_r, err_r, pid1))
     cid, fd = sys.argv[1], int(sys.argv[2])
     attach_first = sys.argv[3:] == ["--attach-first"]
     # The CLI's terminal is gone or not ours: never die of its hang-up or its Ctrl-C.
@@ -261,6 +296,8 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # PID 1 becomes our child once the launcher that forked it exits (launch(adopt=True)):
     # no launcher stays to wait for it, as containerd-shim is a subreaper for runc's.
+    from containerlab import syscalls
+
     syscalls.set_child_subreaper()
     sys.exit(supervise(cid, fd, attach_first))
 
