@@ -344,3 +344,20 @@ def test_netlink_calls_work_inside_a_running_event_loop():
         return links.link_exists("lo")
 
     assert asyncio.run(inside()) is True
+
+
+def test_ip_forward_stays_on_while_any_state_root_routes_out(tmp_path, monkeypatch):
+    """ip_forward is the host's: one root's last `network rm` must not turn it off under
+    another root's network, and the last network of all puts back what was found."""
+    found = _ip_forward()
+    monkeypatch.setenv("CONTAINERLAB_ROOT", str(tmp_path / "a"))
+    networks.create("t-fwd-a")
+    monkeypatch.setenv("CONTAINERLAB_ROOT", str(tmp_path / "b"))
+    networks.create("t-fwd-b")
+    assert _ip_forward() == "1"
+    monkeypatch.setenv("CONTAINERLAB_ROOT", str(tmp_path / "a"))
+    networks.remove("t-fwd-a")
+    assert _ip_forward() == "1", "root b's network still routes out"
+    monkeypatch.setenv("CONTAINERLAB_ROOT", str(tmp_path / "b"))
+    networks.remove("t-fwd-b")
+    assert _ip_forward() == found

@@ -41,7 +41,7 @@ import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from containerlab import paths, syscalls
+from containerlab import syscalls
 from containerlab.errors import NetworkError
 from containerlab.network.links import set_sysctl
 
@@ -521,7 +521,9 @@ def published(
 
 # --- forwarding -------------------------------------------------------------------------------
 def _saved_forward() -> str:
-    return str(paths.state_root() / "network" / "ip_forward.saved")
+    # One file for the host, not one per state root: ip_forward is the host's, and two roots
+    # (the lab and a test run) each keeping "what it was" would restore it under each other.
+    return "/run/containerlab-ip_forward.saved"
 
 
 def enable_ip_forward() -> None:
@@ -536,18 +538,21 @@ def enable_ip_forward() -> None:
     saved = _saved_forward()
     old = set_sysctl("net/ipv4/ip_forward", "1")
     if old != "1" and not os.path.exists(saved):
-        os.makedirs(os.path.dirname(saved), exist_ok=True)
         with open(saved, "w") as f:
             f.write(old)
 
 
-def restore_ip_forward() -> None:
-    """Put ``net.ipv4.ip_forward`` back as :func:`enable_ip_forward` found it, if it changed it."""
+def restore_ip_forward(prefer: str | None = None) -> None:
+    """Put ``net.ipv4.ip_forward`` back as :func:`enable_ip_forward` found it, if it changed
+    it and no network on the host needs it any more: the firewall is the host-wide truth (a
+    masquerade rule is what a network that routes out has, whichever state root made it)."""
     saved = _saved_forward()
-    try:
-        with open(saved) as f:
-            old = f.read().strip()
-    except FileNotFoundError:
+    if not os.path.exists(saved):
         return
+    with contextlib.suppress(NetworkError):  # no firewall tool: no network can need it
+        if any(comment.endswith(" masquerade") for _, comment in rules(prefer)):
+            return
+    with open(saved) as f:
+        old = f.read().strip()
     set_sysctl("net/ipv4/ip_forward", old)
     os.unlink(saved)

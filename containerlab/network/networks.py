@@ -202,8 +202,7 @@ def _forget(net: Network) -> None:
     ipam.delete_pool(net.name)
     with contextlib.suppress(FileNotFoundError):
         (_dir() / f"{net.name}.json").unlink()
-    if not any(not n.internal for n in ls()):
-        nat.restore_ip_forward()
+    nat.restore_ip_forward()  # if no network of any state root routes out any more
 
 
 def remove(name: str) -> None:

@@ -452,7 +452,7 @@ def _network_findings() -> list[Finding]:
 
 def _repair_network(f: Finding) -> str:
     """Remove one network leftover found (and still found) by :func:`_network_findings`."""
-    from containerlab.network import ipam, links, nat, networks
+    from containerlab.network import ipam, links, nat
 
     if f.kind == "rule":
         n = nat.remove(f.what)
@@ -462,8 +462,7 @@ def _repair_network(f: Finding) -> str:
         return f"removed link {f.what}"
     if f.kind == "pool":
         ipam.delete_pool(f.what)
-        if not any(not n.internal for n in networks.ls()):
-            nat.restore_ip_forward()  # as `network rm` of the last network does
+        nat.restore_ip_forward()  # as `network rm` does: if no network on the host needs it
         return f"removed the address pool of network {f.what}"
     name, _, prefix = f.what.partition("/")
     for owner in ipam.allocations(name):
