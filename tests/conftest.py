@@ -31,14 +31,9 @@ def clab_root(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
 def remove_networks() -> None:
     """The networks a test's containers made (the default one, created on first use, above
     all): the bridges and rules are the host's, and the leak check wants them gone."""
-    import contextlib
-
-    from containerlab.errors import ContainerlabError
     from containerlab.network import networks
 
-    for net in networks.ls():
-        with contextlib.suppress(ContainerlabError):
-            networks.remove(net.name)
+    networks.prune(keep_default=False)
 
 
 @pytest.fixture(scope="session")
@@ -143,3 +138,55 @@ def registry_factory(tmp_path: Path):
     finally:
         for proc in procs:
             stop_registry(proc)
+
+
+# --- fixtures shared by several test files ------------------------------------------------
+@pytest.fixture
+def netns():
+    """Make named network namespaces ``clab-t-XXXX``; kill what runs in them and delete them."""
+    import subprocess
+    import uuid
+
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"clab-t-{uuid.uuid4().hex[:6]}"
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+        for pid in pids.stdout.split():
+            try:
+                os.kill(int(pid), 9)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["ip", "netns", "del", name], check=True)
+
+
+@pytest.fixture
+def term():
+    """Start the CLI on a terminal (test_tty's ``Terminal``); killed and reaped, and its
+    containers gone, at the end.
+
+    A container of `run -it` is held by its supervisor, not by the CLI: killing the CLI
+    leaves it running (as Docker does), so what a failed test leaves is removed here."""
+    import subprocess
+
+    from tests.test_tty import Terminal
+
+    opened: list[Terminal] = []
+
+    def start(*args: str, **kw) -> Terminal:
+        t = Terminal(list(args), **kw)
+        opened.append(t)
+        return t
+
+    yield start
+    for t in opened:
+        t.close()
+    ids = subprocess.run([CLI, "ps", "-aq"], capture_output=True, text=True).stdout.split()
+    if ids:
+        subprocess.run([CLI, "rm", "-f", *ids], capture_output=True, timeout=60)

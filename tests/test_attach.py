@@ -16,7 +16,7 @@ import time
 import uuid
 
 import pytest
-from test_tty import CLI, PROMPT, Terminal
+from test_tty import CLI, PROMPT
 
 from containerlab.runtime import attach
 
@@ -42,24 +42,6 @@ def wait_status(name: str, prefix: str, timeout: float = 10) -> str:
         if now.startswith(prefix) or time.monotonic() > deadline:
             return now
         time.sleep(0.05)
-
-
-@pytest.fixture
-def term():
-    """Terminals for the test; at the end every CLI is killed and every container removed."""
-    opened: list[Terminal] = []
-
-    def start(*args: str, **kw) -> Terminal:
-        t = Terminal(list(args), **kw)
-        opened.append(t)
-        return t
-
-    yield start
-    for t in opened:
-        t.close()
-    ids = clab("ps", "-aq").stdout.split()
-    if ids:
-        clab("rm", "-f", *ids)
 
 
 def name() -> str:

@@ -27,22 +27,6 @@ from containerlab.network import netlink as nl
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="netlink changes need root")
 
 
-@pytest.fixture
-def netns():
-    """Make named network namespaces ``clab-t-XXXXXX``; deleted (with their links) after."""
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"clab-t-{uuid.uuid4().hex[:6]}"
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        subprocess.run(["ip", "netns", "del", name], check=True)
-
-
 def ip_json(ns: str | None, *args: str) -> list[dict]:
     """``ip -j ARGS`` (in namespace ``ns``), parsed."""
     argv = ["ip", *(["-n", ns] if ns else []), "-j", *args]

@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import uuid
 
 import pytest
 
@@ -50,28 +49,6 @@ def nothing_left():
     assert _firewall_leftovers() == []
     assert links.clab_links() == []
     assert _ip_forward() == forward
-
-
-@pytest.fixture
-def netns():
-    """Make named network namespaces ``clab-t-XXXX``; kill what runs in them and delete them."""
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"clab-t-{uuid.uuid4().hex[:6]}"
-        subprocess.run(["ip", "netns", "add", name], check=True)
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
-        for pid in pids.stdout.split():
-            try:
-                os.kill(int(pid), 9)
-            except ProcessLookupError:
-                pass
-        subprocess.run(["ip", "netns", "del", name], check=True)
 
 
 def _ping(ns: str, address: str) -> bool:

@@ -124,27 +124,6 @@ class Terminal:
 
 
 @pytest.fixture
-def term():
-    """Start the CLI on a terminal; killed and reaped (and its containers gone) at the end.
-
-    A container of `run -it` is held by its supervisor, not by the CLI: killing the CLI
-    leaves it running (as Docker does), so what a failed test leaves is removed here."""
-    opened: list[Terminal] = []
-
-    def start(*args: str, **kw) -> Terminal:
-        t = Terminal(list(args), **kw)
-        opened.append(t)
-        return t
-
-    yield start
-    for t in opened:
-        t.close()
-    ids = subprocess.run([CLI, "ps", "-aq"], capture_output=True, text=True).stdout.split()
-    if ids:
-        subprocess.run([CLI, "rm", "-f", *ids], capture_output=True, timeout=60)
-
-
-@pytest.fixture
 def box():
     """A detached container, and orphans reaped by us (PID 1 here never reaps)."""
     libc = ctypes.CDLL(None, use_errno=True)

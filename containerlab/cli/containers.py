@@ -5,7 +5,6 @@ the same way."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from typing import Any
@@ -203,16 +202,10 @@ def cmd_system_prune(args: argparse.Namespace) -> int:
     print("Deleted Containers:" if removed else "No stopped containers.")
     for cid in removed:
         print(cid)
-    # Unused networks too, as Docker's does; unlike Docker, the default one as well: it comes
-    # back on the next `run`, and until then the host has no bridge or rule of ours.
-    from containerlab.network import ipam, networks
+    # Unused networks too, as Docker's does; the default one as well (see networks.prune).
+    from containerlab.network import networks
 
-    gone = []
-    for net in networks.ls():
-        if not ipam.allocations(net.name):
-            with contextlib.suppress(ContainerlabError):  # attached meanwhile: keep it
-                networks.remove(net.name)
-                gone.append(net.name)
+    gone = networks.prune(keep_default=False)
     if gone:
         print("Deleted Networks:")
         print("\n".join(gone))

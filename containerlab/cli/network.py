@@ -156,18 +156,9 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from containerlab.network import ipam, networks
+    from containerlab.network import networks
 
-    removed = []
-    for net in networks.ls():
-        if net.name == networks.DEFAULT_NETWORK or ipam.allocations(net.name):
-            continue
-        try:
-            networks.remove(net.name)
-        except ContainerlabError as e:  # an endpoint attached meanwhile: keep the network
-            print(f"containerlab: {e}", file=sys.stderr)
-            continue
-        removed.append(net.name)
+    removed = networks.prune(keep_default=True)
     print("Deleted Networks:" if removed else "No unused networks.")
     for name in removed:
         print(name)

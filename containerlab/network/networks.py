@@ -218,6 +218,22 @@ def remove(name: str) -> None:
         _forget(net)
 
 
+def prune(*, keep_default: bool) -> list[str]:
+    """Remove every network no container is attached to; the names removed.
+
+    ``network prune`` keeps the default one (as Docker's does); ``system prune`` does not:
+    it comes back on the next ``run``, and until then the host has no bridge of ours.
+    """
+    removed = []
+    for net in ls():
+        if keep_default and net.name == DEFAULT_NETWORK:
+            continue
+        with contextlib.suppress(NetworkError):  # endpoints attached (maybe just now): kept
+            remove(net.name)
+            removed.append(net.name)
+    return removed
+
+
 def default_shape() -> tuple[str, str]:
     """The default network's bridge and subnet: clab0 on 172.30/16 for the machine's state
     root (``/var/lib/containerlab``, the lab's). Another root (each test's, a second lab)

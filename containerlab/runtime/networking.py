@@ -160,9 +160,26 @@ def _endpoints(record: state.Record) -> dict[str, dict[str, str]]:
         return {}
 
 
-def _hosts_of(record: state.Record, endpoints: dict[str, dict[str, str]]) -> str:
-    """One container's /etc/hosts: itself, its neighbours on user networks, --add-host."""
+def _hosts_of(
+    record: state.Record,
+    endpoints: dict[str, dict[str, str]],
+    pools: dict[str, dict[str, str]] | None = None,
+    peers_seen: dict[str, state.Record | None] | None = None,
+) -> str:
+    """One container's /etc/hosts: itself, its neighbours on user networks, --add-host.
+
+    ``pools`` and ``peers_seen`` memoise address pools and records across the containers of
+    one :func:`_refresh_hosts`, which would otherwise read each of them once per neighbour.
+    """
     from containerlab.network import dns, ipam
+
+    pools = {} if pools is None else pools
+    peers_seen = {} if peers_seen is None else peers_seen
+
+    def load(cid: str) -> state.Record | None:
+        if cid not in peers_seen:
+            peers_seen[cid] = _load_or_none(cid)
+        return peers_seen[cid]
 
     cfg = _netcfg(record)
     own = [ep["ip"].split("/")[0] for ep in endpoints.values()]
@@ -174,11 +191,11 @@ def _hosts_of(record: state.Record, endpoints: dict[str, dict[str, str]]) -> str
     for net in endpoints:
         if not _user_network(net):
             continue
-        for owner, ip in sorted(ipam.allocations(net).items()):
-            if owner == record.id:
-                continue
-            with contextlib.suppress(state.NoSuchContainerError):
-                peer = state.load(owner)
+        if net not in pools:
+            pools[net] = ipam.allocations(net)
+        for owner, ip in sorted(pools[net].items()):
+            peer = load(owner) if owner != record.id else None
+            if peer is not None:
                 aliases = (_netcfg(peer)["networks"].get(net) or {}).get("aliases", [])
                 names = [n for n in [peer.name, *aliases, owner[:12]] if n]
                 peers.append((ip, list(dict.fromkeys(names))))
@@ -195,15 +212,25 @@ def _refresh_hosts(networks: list[str], also: state.Record | None = None) -> Non
     """Rewrite /etc/hosts of every container on ``networks`` (user networks only)."""
     from containerlab.network import dns, ipam
 
-    owners = {o for n in networks if _user_network(n) for o in ipam.allocations(n)}
     with dns.hosts_lock():
-        records = [also] if also is not None else []
-        for owner in sorted(owners - {also.id if also else ""}):
-            with contextlib.suppress(state.NoSuchContainerError):
-                records.append(state.load(owner))
-        for rec in records:
-            if (rec.dir / "hosts").exists():
-                dns.write_in_place(rec.dir / "hosts", _hosts_of(rec, _endpoints(rec)))
+        # Read each pool and each record once for the whole rewrite (see _hosts_of).
+        pools = {n: ipam.allocations(n) for n in networks if _user_network(n)}
+        seen: dict[str, state.Record | None] = {} if also is None else {also.id: also}
+        owners = {o for pool in pools.values() for o in pool} | set(seen)
+        for owner in sorted(owners):
+            if owner not in seen:
+                seen[owner] = _load_or_none(owner)
+            rec = seen[owner]
+            if rec is not None and (rec.dir / "hosts").exists():
+                hosts = _hosts_of(rec, _endpoints(rec), pools, seen)
+                dns.write_in_place(rec.dir / "hosts", hosts)
+
+
+def _load_or_none(cid: str) -> state.Record | None:
+    try:
+        return state.load(cid)
+    except state.NoSuchContainerError:
+        return None
 
 
 # --- 2. plugged in at start --------------------------------------------------------------------
