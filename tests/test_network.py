@@ -181,6 +181,8 @@ def test_overlapping_subnet_refused_and_nothing_changed():
             networks.create("t-a")
         with pytest.raises(NetworkError, match="reserved"):
             networks.create("host")
+        with pytest.raises(NetworkError, match="reserved"):  # the default network's name
+            networks.create("bridge")
         assert (networks.ls(), links.clab_links(), nat.rules()) == before
 
 

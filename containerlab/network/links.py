@@ -34,9 +34,8 @@ CONTAINER_IFNAME = "eth0"
 
 
 def bridge_name(network: str) -> str:
-    """The bridge of a network: ``clab0`` for the default one, else ``clab-NAME`` cut to 15."""
-    if network == "bridge":
-        return DEFAULT_BRIDGE
+    """The bridge of a user network: ``clab-NAME`` cut to 15 characters (the default
+    network's is ``networks.default_shape``'s: clab0, or one per state root)."""
     return f"clab-{network}"[:IFNAMSIZ]
 
 

@@ -34,7 +34,7 @@ DEFAULT_SUBNET = "172.30.0.0/16"
 POOL = "172.31.0.0/16"
 POOL_PREFIX = 24
 #: Names that mean something else to `--network`.
-RESERVED = {"host", "none", "default"}
+RESERVED = {"host", "none", "default", DEFAULT_NETWORK}
 
 
 @dataclass(frozen=True)

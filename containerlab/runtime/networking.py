@@ -34,7 +34,6 @@ from containerlab.errors import ContainerError, NetworkError
 from containerlab.runtime import state
 
 DEFAULT = "bridge"
-MODES = ("bridge", "none", "host")  # plus "container:NAME"
 
 
 def _user_network(name: str) -> bool:
