@@ -12,6 +12,13 @@ cd "$repo"
 bash scripts/setup.sh
 export PATH="$venv/bin:$PATH"
 
+# A few tests run the CLI as `nobody` (the "not root" errors, the lab as a plain user): it
+# must be able to reach the checkout. A clone into `mktemp -d` is mode 0700.
+if (( (8#$(stat -c %a "$repo") & 8#005) != 8#005 )); then
+    echo "==> $repo: readable by others now (tests run the CLI as an unprivileged user)"
+    chmod o+rx "$repo"
+fi
+
 echo "==> ruff (lint and format)"
 ruff check containerlab tests scripts notebooks
 ruff format --check containerlab tests scripts
