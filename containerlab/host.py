@@ -7,7 +7,6 @@ when something is missing, the fix, so a learner alone with a VM is never stuck.
 from __future__ import annotations
 
 import os
-import platform
 from dataclasses import dataclass
 
 
@@ -24,7 +23,7 @@ class Check:
 
 def kernel_version(release: str | None = None) -> tuple[int, int]:
     """(major, minor) of the running kernel, from a release string like ``6.8.0-45-generic``."""
-    release = release or platform.release()
+    release = release or os.uname().release
     parts = release.split(".")
     return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
 
@@ -74,7 +73,7 @@ def checks() -> list[Check]:
         Check(
             "kernel",
             (major, minor) >= (5, 6),
-            platform.release(),
+            os.uname().release,
             "containerlab needs Linux >= 5.6 (time namespaces); use Ubuntu 24.04 or Debian 12",
         )
     )

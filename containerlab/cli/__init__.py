@@ -92,7 +92,9 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"containerlab {__version__}")
     sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
-    owners = [m for m, verbs in VERB_MODULES.items() if verb in verbs] or list(VERB_MODULES)
+    owners = [m for m, verbs in VERB_MODULES.items() if verb in verbs]
+    if not owners and verb not in ("info", "version"):
+        owners = list(VERB_MODULES)  # no verb, or an unknown one: help lists them all
     for module in owners:
         importlib.import_module(f"containerlab.cli.{module}").register(sub)
     info = sub.add_parser("info", help="check this machine: kernel, root, cgroups, overlayfs...")

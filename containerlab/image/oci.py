@@ -13,12 +13,12 @@ document and the problem, so a broken image is stopped before anything is writte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from typing import Any
 
 from containerlab.errors import DigestMismatchError, ImageError
+from containerlab.hashing import sha256_hex
 
 # --- media types ----------------------------------------------------------------------------
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -52,7 +52,7 @@ _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 # --- digests --------------------------------------------------------------------------------
 def digest_of(data: bytes) -> str:
     """The content address of some bytes: ``sha256:<64 hex>``."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return "sha256:" + sha256_hex(data)
 
 
 def check_digest(digest: str) -> str:

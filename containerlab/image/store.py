@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -73,6 +72,8 @@ class BlobWriter:
     """Streams a blob to a temporary file while hashing it (see :meth:`Store.ingest`)."""
 
     def __init__(self, fileobj: BinaryIO):
+        import hashlib  # OpenSSL's sha256, fast on megabytes; see containerlab/hashing.py
+
         self._file = fileobj
         self._hash = hashlib.sha256()
         self.size = 0

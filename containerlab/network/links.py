@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import ipaddress
 import os
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 
 from containerlab import syscalls
 from containerlab.errors import NetworkError
+from containerlab.hashing import sha256_hex
 from containerlab.network import netlink
 
 #: Linux limits interface names to 15 bytes (IFNAMSIZ 16 with the NUL).
@@ -45,7 +45,7 @@ def veth_name(owner: str, network: str = "") -> str:
     Container ids are longer than 15 bytes and two endpoints of one container (two networks)
     need two names, so the name is a hash of both rather than a truncation.
     """
-    digest = hashlib.sha256(f"{owner}\0{network}".encode()).hexdigest()
+    digest = sha256_hex(f"{owner}\0{network}".encode())
     return f"clab{digest[: IFNAMSIZ - 4]}"
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import hashlib
 import ipaddress
 import json
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from containerlab import paths
 from containerlab.errors import NetworkError
+from containerlab.hashing import sha256_hex
 from containerlab.network import ipam, links, nat
 
 #: The network a container joins when none is named (Docker's "bridge", on docker0).
@@ -241,7 +241,7 @@ def default_shape() -> tuple[str, str]:
     """
     if str(paths.state_root()) == paths.DEFAULT_ROOT:
         return links.DEFAULT_BRIDGE, DEFAULT_SUBNET
-    digest = hashlib.sha256(str(paths.state_root()).encode()).hexdigest()
+    digest = sha256_hex(str(paths.state_root()).encode())
     return f"{links.DEFAULT_BRIDGE}-{digest[:8]}", ""
 
 

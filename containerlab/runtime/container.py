@@ -29,7 +29,6 @@ from containerlab.errors import (
     KernelFeatureError,
     NotRootError,
 )
-from containerlab.image import base
 from containerlab.image.reference import parse
 from containerlab.image.store import Image, Store
 from containerlab.runtime import networking, state
@@ -57,6 +56,9 @@ def image_for(store: Store, ref: str) -> Image:
     try:
         return store.image(ref)
     except ImageNotFoundError:
+        # Imported here: building the base image needs tar and digests, a start does not.
+        from containerlab.image import base
+
         if parse(ref) != parse(base.BASE_REF):
             raise
     base.ensure_base_image(store)

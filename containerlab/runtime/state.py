@@ -191,8 +191,6 @@ def _reserve_name(name: str, cid: str) -> None:
 
 
 def _random_name() -> str:
-    import random
-
     left = (
         "brave",
         "calm",
@@ -229,7 +227,9 @@ def _random_name() -> str:
         "bell",
         "wozniak",
     )
-    return f"{random.choice(left)}_{random.choice(right)}"
+    # Two random bytes, not the random module: its import costs more than the name is worth.
+    a, b = os.urandom(2)
+    return f"{left[a % len(left)]}_{right[b % len(right)]}"
 
 
 def create(
