@@ -15,6 +15,10 @@ for runc/crun, `containerlab save` loaded into podman and docker; nothing is pul
   from the host, in a private mount and network namespace. Their rows include entering it
   (``nsenter``), which has its own row.
 
+- the floor: ``floor_run.py``, the kernel steps of that start (cgroups, namespaces, overlay,
+  pivot_root, exec) in forty lines of Python started with ``-S``, nothing recorded or
+  checked; and ``python -c pass``. What containerlab takes above the floor is its own.
+
 All rows use ``--network none``: the cost of the network is scripts/bench_network.py's.
 
 Then the memory an idle detached container (``run -d ... sleep 300``) holds on the host:
@@ -122,6 +126,14 @@ def main() -> int:
             [*clab_run, "-m", "64m", "--cpus", "1", "--pids-limit", "100", "busybox", "true"]
         ),
     }
+    # The floor: the same kernel steps in as little Python as can do them (see floor_run.py);
+    # and the interpreter start alone, which every Python row pays once.
+    (work / "floor").mkdir()
+    floor = [sys.executable, "-S", "-E", str(Path(__file__).with_name("floor_run.py"))]
+    tools["floor: its kernel steps alone, in minimal Python (floor_run.py)"] = bl.command(
+        [*floor, str(rootfs), str(work / "floor")]
+    )
+    tools["python -c pass (the interpreter's start)"] = bl.command([sys.executable, "-c", "pass"])
     skipped: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, work, ignore_errors=True)  # last, after the engines
