@@ -254,6 +254,32 @@ def test_network_none_host_and_container():
     assert f"inet {ip}/" in out and "pod" in out  # one namespace: its httpd on our loopback
 
 
+def test_an_exited_containers_veth_is_gone_at_once_even_when_its_namespace_lives_on():
+    """Unplugging an exited container waits for the kernel to take its veth with its network
+    namespace; a namespace another container still holds keeps the veth, and then the veth
+    is deleted explicitly: either way it is gone when ``stop`` returns."""
+    cid = ok("create", "--dns", "127.0.0.1", "busybox", "true").strip()
+    ok("start", "-a", cid)
+    assert not links.link_exists(links.veth_name(cid, "bridge"))
+    web("t-owner")
+    veth = links.veth_name(inspect("t-owner")["Id"], "bridge")
+    ok(
+        "run",
+        "-d",
+        "--name",
+        "t-sharer",
+        "--network",
+        "container:t-owner",
+        "busybox",
+        "sleep",
+        "60",
+    )
+    assert links.link_exists(veth)
+    ok("stop", "-t", "0", "t-owner")  # t-sharer keeps the namespace (and the veth's peer)
+    assert not links.link_exists(veth)
+    assert ipam.allocations("bridge") == {}
+
+
 def test_connect_and_disconnect_a_running_container():
     ok("network", "create", "t-c1")
     ok("network", "create", "t-c2")

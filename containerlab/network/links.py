@@ -17,6 +17,7 @@ import contextlib
 import errno
 import ipaddress
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -142,6 +143,27 @@ def create_bridge(name: str, address: str | None = None) -> None:
             netlink.set_link(nl, idx, up=True)
         except netlink.NetlinkError as e:
             raise _nl_error(f"cannot configure bridge {name}", e) from None
+
+
+def wait_gone(name: str, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for host interface ``name`` to vanish; True if it did.
+
+    A veth pair dies with either end: once the last process of a container's network
+    namespace has exited, the kernel destroys the namespace and, with it, the container's
+    end and the host's. That takes about a millisecond here, where deleting the veth
+    ourselves takes ten (an RCU grace period), so a container that has exited is unplugged
+    by watching its veth go, not by deleting it.
+    """
+    deadline = time.monotonic() + timeout
+    with netlink.Netlink() as nl:
+        while _link_index(nl, name) is not None:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0005)
+    syscalls.explain(
+        f"veth {name} went with the container's network namespace (the kernel deleted it)"
+    )
+    return True
 
 
 def delete_link(name: str) -> bool:

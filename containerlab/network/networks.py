@@ -334,9 +334,16 @@ def connect(
         raise
 
 
-def disconnect(name: str, owner: str) -> None:
-    """``network disconnect`` (and ``rm``): remove the veth and give the address back."""
-    links.delete_link(links.veth_name(owner, name))
+def disconnect(name: str, owner: str, *, exited: bool = False) -> None:
+    """``network disconnect`` (and ``rm``): remove the veth and give the address back.
+
+    ``exited``: the owner's processes have all ended, so its network namespace is going and
+    takes the veth with it (see ``links.wait_gone``); it is deleted here only if it is still
+    there after a moment (another container shares the namespace: ``--network container:``).
+    """
+    veth = links.veth_name(owner, name)
+    if not (exited and links.wait_gone(veth, timeout=0.05)):
+        links.delete_link(veth)
     ipam.release(name, owner)
 
 

@@ -302,7 +302,7 @@ def finish(cid: str, exit_code: int) -> state.Record:
     # Its addresses back to the pools and its ports closed *before* it is recorded exited:
     # whoever waits for "exited" (`stop`, then `network rm`) finds them released.
     with contextlib.suppress(state.NoSuchContainerError):
-        networking.unplug(state.load(cid))
+        networking.unplug(state.load(cid), exited=True)
     rec = state.update(
         cid, status="exited", pid=0, exit_code=exit_code, finished_at=state.now(), oom_killed=oom
     )

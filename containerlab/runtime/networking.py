@@ -306,11 +306,12 @@ def exposed_ports(record: state.Record) -> list:
     ]
 
 
-def unplug(record: state.Record) -> None:
+def unplug(record: state.Record, *, exited: bool = False) -> None:
     """Undo :func:`plug`: rules, veths (if the namespace still holds them), addresses.
 
     Idempotent, and safe on a record whose start was cut short at any point: everything is
     found from the container's id, not from what the start managed to write down.
+    ``exited``: the container's processes have ended; its veths go with its namespace.
     """
     cfg = _netcfg(record)
     if cfg["mode"] != "bridge":
@@ -326,7 +327,7 @@ def unplug(record: state.Record) -> None:
     names = list(cfg["networks"]) + [n for n in _endpoints(record) if n not in cfg["networks"]]
     for name in names:
         with contextlib.suppress(NetworkError):
-            networks.disconnect(name, record.id)
+            networks.disconnect(name, record.id, exited=exited)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(record.dir / "network.json")
     _refresh_hosts(names)
