@@ -369,11 +369,18 @@ def spawn(
         if cgroup is None
         else {"join": cgroup.self_join_files(), "leave": cgroup.self_leave_files()},
     }
+    # The launcher's fds 0-2 are the command's stdio before its first step, so it explains
+    # into a copy of our stderr instead: its steps show where ours do (our terminal, the
+    # CLI's for a supervisor), never in the container's output or log.
+    explain_fd = _stderr_copy() if syscalls.explaining() else None
+    config["explain_fd"] = explain_fd
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        popen = _start_launcher(theirs.fileno(), stdin, stdout, stderr)
+        popen = _start_launcher(theirs.fileno(), stdin, stdout, stderr, explain_fd)
     finally:
         theirs.close()
+        if explain_fd is not None:
+            os.close(explain_fd)  # the launcher has its own copy now
     child_pid = 0
     error: dict | None = None
     try:
@@ -420,7 +427,18 @@ def _adopt(popen: Any, child_pid: int, adopt: bool) -> NsProcess:
     return NsProcess(popen, child_pid, adopted=True)
 
 
-def _start_launcher(fd: int, stdin: Any, stdout: Any, stderr: Any) -> Any:
+def _stderr_copy() -> int | None:
+    """A close-on-exec copy of our stderr, numbered above 2 so that moving the command's
+    stdio onto 0-2 in the launcher cannot overwrite it (None: we have no stderr)."""
+    try:
+        return fcntl.fcntl(2, fcntl.F_DUPFD_CLOEXEC, 3)
+    except OSError:
+        return None
+
+
+def _start_launcher(
+    fd: int, stdin: Any, stdout: Any, stderr: Any, explain_fd: int | None = None
+) -> Any:
     """Start the launcher (``nsexec.main``) on socket ``fd``: a Popen, or a forked one.
 
     Re-executing Python (``python -m containerlab.nsexec FD``) is what makes the launcher
@@ -428,12 +446,14 @@ def _start_launcher(fd: int, stdin: Any, stdout: Any, stderr: Any) -> Any:
     interpreter start plus its imports. A caller with a single thread (the CLI, the
     supervisor) may fork instead: the child is single-threaded, so it may do in-process what
     the fresh launcher does. ``CONTAINERLAB_LAUNCHER=exec`` always re-executes.
+    ``explain_fd``: a descriptor the launcher keeps, under the same number, to explain into.
     """
+    extra = () if explain_fd is None else (explain_fd,)
     if _may_fork(fd, stdin, stdout, stderr):
-        return _ForkedLauncher.start(fd, stdin, stdout, stderr)
+        return _ForkedLauncher.start(fd, stdin, stdout, stderr, extra)
     return subprocess.Popen(
         _launcher_argv(fd),
-        pass_fds=(fd,),
+        pass_fds=(fd, *extra),
         stdin=stdin,
         stdout=stdout,
         stderr=stderr,
@@ -473,7 +493,9 @@ class _ForkedLauncher:
         self.returncode: int | None = None
 
     @classmethod
-    def start(cls, fd: int, stdin: Any, stdout: Any, stderr: Any) -> _ForkedLauncher:
+    def start(
+        cls, fd: int, stdin: Any, stdout: Any, stderr: Any, keep: tuple[int, ...] = ()
+    ) -> _ForkedLauncher:
         targets = {0: _fd_of(stdin), 1: _fd_of(stdout)}
         if stderr == subprocess.STDOUT:
             targets[2] = 1 if targets[1] is None else targets[1]
@@ -489,7 +511,9 @@ class _ForkedLauncher:
         if pid == 0:
             try:
                 _become_launcher(
-                    fd, {k: devnull if v == subprocess.DEVNULL else v for k, v in targets.items()}
+                    fd,
+                    {k: devnull if v == subprocess.DEVNULL else v for k, v in targets.items()},
+                    keep,
                 )
             finally:
                 os._exit(125)
@@ -548,10 +572,10 @@ def _fd_of(stream: Any) -> Any:
     return stream.fileno()
 
 
-def _become_launcher(fd: int, stdio: dict[int, int | None]) -> None:
+def _become_launcher(fd: int, stdio: dict[int, int | None], keep: tuple[int, ...] = ()) -> None:
     """In the forked child: what Popen and exec would have given the re-executed launcher
-    (the given stdio, no other descriptor, no Python signal handler, its command line),
-    then the launcher itself. Never returns (nsexec.main ends in _exit)."""
+    (the given stdio, no other descriptor but ``keep``, no Python signal handler, its
+    command line), then the launcher itself. Never returns (nsexec.main ends in _exit)."""
     import gc
 
     gc.disable()  # the caller's garbage may hold descriptors this child closes and reuses
@@ -563,8 +587,11 @@ def _become_launcher(fd: int, stdio: dict[int, int | None]) -> None:
     }
     for target, copy in copies.items():
         os.dup2(copy, target)  # inheritable, as Popen leaves them
-    os.closerange(3, fd)
-    os.closerange(fd + 1, 1 << 20)
+    low = 3  # close every descriptor above 2 but the socket and ``keep`` (all above 2)
+    for kept in sorted({fd, *keep}):
+        os.closerange(low, kept)
+        low = kept + 1
+    os.closerange(low, 1 << 20)
     for sig in signal.valid_signals():
         if callable(signal.getsignal(sig)):
             # A fresh interpreter's: Ctrl-C is KeyboardInterrupt, the rest their default.

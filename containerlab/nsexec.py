@@ -30,6 +30,9 @@ to the caller, which waits for it itself, as containerd-shim does for runc's chi
 child arms its parent-death signal only once that has happened (armed earlier, the
 launcher's exit would kill it), and checks that its new parent is the caller.
 
+Explain mode follows the caller's: its steps are written to a copy of the caller's stderr
+passed down as ``"explain_fd"`` in the config (fds 0-2 here are the command's stdio already).
+
 A caller with a single thread (the CLI, a supervisor) skips the interpreter start: it forks
 and the child runs the same :func:`main` on its end of the socket (see
 ``namespaces._start_launcher``), so both ways take one code path from the config on.
@@ -143,6 +146,28 @@ def _become_root_in_userns(uid: bool, gid: bool) -> None:
         os.setresuid(0, 0, 0)
 
 
+def _explain_to_caller(config: dict) -> None:
+    """Explain (or not) as the caller does, into its stderr: ``explain_fd`` in the config is a
+    copy of it that the caller passed down. Our own fds 0-2 are the command's stdio, so a
+    step explained there would land in its output, or in a detached container's log."""
+    fd = config.get("explain_fd")
+    if fd is not None:
+        os.set_inheritable(fd, False)  # closed by exec: the command never gets it
+    syscalls.set_explain(fd is not None)
+    syscalls.set_explain_fd(fd)
+
+
+def _stop_explaining(config: dict) -> None:
+    """No step left to explain: let go of the caller's stderr, since this process may outlive
+    the caller (an init staying PID 1, a launcher waiting for the command). A caller that
+    reads its stderr to the end (a pipe) would otherwise wait for the container's exit."""
+    fd = config.get("explain_fd")
+    if fd is not None:
+        syscalls.set_explain(False)
+        syscalls.set_explain_fd(None)
+        os.close(fd)
+
+
 def _cgroup_files(config: dict) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
     """The files this process joins the container's cgroup with, and leaves it with.
 
@@ -248,6 +273,7 @@ def _child(config: dict, sock: socket.socket, hook, launcher: int = -1) -> None:
             command = os.fork()
             if command:
                 sock.close()  # the command's exec closing its copy is the caller's signal
+                _stop_explaining(config)
                 _init_loop(command)
             # The command gets its own process group, in the foreground of the terminal:
             # a Ctrl-C reaches it once, not also through init's forwarding.
@@ -281,6 +307,7 @@ def main(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     os.set_inheritable(fd, False)  # close-on-exec: EOF tells the caller exec succeeded
     config = _recv_line(sock)
+    _explain_to_caller(config)
     if config.get("tty"):
         # Not builtin, and only -t needs it: imported now, while the host's files are in
         # reach (pivot_root or joining a container's mount namespace hides them).
@@ -356,6 +383,7 @@ def main(fd: int) -> None:
         pass  # the command runs; a launcher counted in its cgroup is the lesser harm
     send(sock, event="forked", pid=child_pid)
     sock.close()
+    _stop_explaining(config)
     if launcher >= 0:
         os._exit(0)  # adopted: the caller, a child subreaper, waits for the child itself
     while True:

@@ -132,12 +132,21 @@ def _check(result: int, operation: str, path: str | None = None, detail: str = "
 
 # --- explain mode ---------------------------------------------------------------------------
 _explain_enabled: bool | None = None
+# Where explain lines go when not to sys.stderr: a container's launcher sets it to a copy of
+# its caller's stderr, since its own fds 0-2 are the container's stdio by then.
+_explain_fd: int | None = None
 
 
 def set_explain(enabled: bool | None) -> None:
     """Turn explain mode on or off for this process (None: follow ``CONTAINERLAB_EXPLAIN``)."""
     global _explain_enabled
     _explain_enabled = enabled
+
+
+def set_explain_fd(fd: int | None) -> None:
+    """Write explain lines to descriptor ``fd`` instead of ``sys.stderr`` (None: stderr)."""
+    global _explain_fd
+    _explain_fd = fd
 
 
 def explaining() -> bool:
@@ -157,8 +166,14 @@ def explain(action: str, shell: str | None = None) -> None:
     # One write for the whole step: the caller and the container's launcher explain into
     # the same stderr at once, and two writes per step (print's text, then its newline)
     # could interleave with the other process's lines.
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+    try:
+        if _explain_fd is None:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+        else:
+            os.write(_explain_fd, (line + "\n").encode(errors="replace"))
+    except OSError:
+        pass  # who reads it is gone (a closed pipe): explaining must not stop the doing
 
 
 def clone_flag_names(flags: int) -> list[str]:

@@ -228,14 +228,24 @@ def _say(fd: int, message: dict) -> bool:
 
 
 def _report(fd: int, message: dict) -> None:
-    """Tell the CLI how the start went. A CLI killed meanwhile (its end of the pipe is gone)
-    must not take the container down with it: the container runs on, as after ``run -d``."""
+    """Tell the CLI how the start went, our last word to it. A CLI killed meanwhile (its end
+    of the pipe is gone) must not take the container down with it: the container runs on,
+    as after ``run -d``."""
     try:
         os.write(fd, json.dumps(message).encode() + b"\n")
     except BrokenPipeError:
         pass
     finally:
         os.close(fd)
+        _release_stderr()
+
+
+def _release_stderr() -> None:
+    """Send our stderr to supervisor.log (our stdout) from now on. Explaining, it was the
+    CLI's (see ``start_detached``), to show the start's steps there; but we outlive the CLI,
+    and must neither write on its terminal later nor keep a pipe it reads to the end open."""
+    sys.stderr.flush()
+    os.dup2(1, 2)
 
 
 def start_detached(cid: str, before_start: Callable[[], None] | None = None) -> int:
@@ -248,6 +258,7 @@ def start_detached(cid: str, before_start: Callable[[], None] | None = None) -> 
     """
     import subprocess
 
+    from containerlab import syscalls
     from containerlab.runtime import state
 
     rec = state.load(cid)
@@ -255,14 +266,20 @@ def start_detached(cid: str, before_start: Callable[[], None] | None = None) -> 
     argv = [sys.executable, "-m", "containerlab.runtime.supervisor", cid, str(w)]
     if before_start is not None:
         argv.append("--attach-first")
+    explain = syscalls.explaining()
     try:
         with open(rec.dir / "supervisor.log", "ab") as errlog:
             subprocess.Popen(
                 argv,
                 pass_fds=(w,),
+                # It explains as we do (set_explain may have turned it on here, not in the
+                # environment it inherits)...
+                env={**os.environ, "CONTAINERLAB_EXPLAIN": "1"} if explain else None,
                 stdin=subprocess.DEVNULL,
                 stdout=errlog,
-                stderr=errlog,
+                # ... into our stderr (None: inherited) until the command has started, so its
+                # steps and its launcher's show here; then into supervisor.log (see _report).
+                stderr=None if explain else errlog,
                 start_new_session=True,  # its own session: the CLI's Ctrl-C does not reach it
             )
     finally:
