@@ -7,6 +7,7 @@ untagged image, and remembered in the build cache under a key made of:
 
     the previous step's key  +  the instruction as written (after substitution)
                              +  for COPY/ADD: the content of every file it reads
+                                (ADD <URL>: of what it serves; see ``fetch``)
 
 so a rebuild reuses every step up to the first one whose input changed, and only a change
 of *content* (never a new mtime) invalidates a COPY. Cache entries hold their images
@@ -20,13 +21,14 @@ import dataclasses
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from containerlab.build import dockerfile as df
-from containerlab.build import dockerignore, steps
+from containerlab.build import dockerignore, fetch, steps
 from containerlab.build.snapshot import Snapshot
 from containerlab.errors import BuildError, ContainerlabError, ImageNotFoundError
 from containerlab.image.store import Image, Store
@@ -227,10 +229,11 @@ def _step_in(
     content = ""
     copy_root: Path | None = None
     copy_sources: list[Path] = []
+    fetch_later: Callable[[], None] | None = None
     args = instr.args
     if isinstance(args, df.CopyArgs):
-        copy_root, copy_sources, content = _copy_inputs(
-            stack, store, ctx, allowed, built, args, where
+        copy_root, copy_sources, content, fetch_later = _copy_inputs(
+            stack, store, ctx, allowed, built, instr.keyword, args, where
         )
     run_env = dict(instr.build_args)
     step_key = _key(
@@ -275,6 +278,8 @@ def _step_in(
             store, snap, argv, run_env, lambda line: out(f"    {line}"), where
         )
     elif isinstance(args, df.CopyArgs):
+        if fetch_later is not None:  # ADD --checksum URL: its key needed no download, this does
+            fetch_later()
         if not snap.digest and snap.layers:
             snap.store(store)
         chown = None
@@ -291,7 +296,7 @@ def _step_in(
                 chown=chown,
                 chmod=f"{args.chmod:o}" if args.chmod is not None else None,
                 allowed=allowed if copy_root == ctx else None,
-                extract_archives=instr.keyword == "ADD" and args.unpack is not False,
+                extract_archives=_unpacks(instr.keyword, args),
                 inline=tuple((d.name, d.content) for d in args.heredocs),
             )
         except BuildError as e:
@@ -318,26 +323,56 @@ def _canonical(args: object) -> object:
     return asdict(args) if is_dataclass(args) else args
 
 
+def _unpacks(keyword: str, args: df.CopyArgs) -> bool:
+    """ADD unpacks a local tar; a downloaded one only with --unpack=true (Docker's rule: what
+    a URL serves is not known in advance). COPY never unpacks."""
+    if keyword != "ADD":
+        return False
+    if any(fetch.is_url(src) for src in args.sources):
+        return args.unpack is True
+    return args.unpack is not False
+
+
 def _copy_inputs(
     stack: contextlib.ExitStack,
     store: Store,
     ctx: Path,
     allowed: set[str],
     built: dict[int, Snapshot],
+    keyword: str,
     args: df.CopyArgs,
     where: str,
-) -> tuple[Path, list[Path], str]:
-    """Where a COPY reads from, what it reads, and the hash of that content.
+) -> tuple[Path, list[Path], str, Callable[[], None] | None]:
+    """Where a COPY reads from, what it reads, the hash of that content, and a download
+    still to do when the step is not cached (None: nothing left to fetch).
 
     From the context: the files' content (``.dockerignore`` applied). From a stage or an
     image (``--from``): its filesystem mounted read-only; its digest names the content.
+    ADD from http(s) URLs: the downloaded files (see ``_url_inputs``).
     """
     for src in args.sources:
-        if src.startswith(("http://", "https://", "git@")):
+        if keyword == "COPY" and fetch.is_url(src):
+            raise BuildError(f"{where}: COPY {src}: COPY does not download URLs; use ADD")
+        if keyword != "ADD":
+            continue
+        if fetch.is_git(src):
             raise BuildError(
-                f"{where}: ADD {src}: sources from a URL are not supported by containerlab; "
-                "download the file into the build context and ADD that"
+                f"{where}: ADD {src}: git sources are not supported by containerlab; "
+                "clone the repository into the build context and ADD that directory"
             )
+        scheme = fetch.other_scheme(src)
+        if scheme:
+            raise BuildError(
+                f"{where}: ADD {src}: only http:// and https:// URLs can be downloaded, "
+                f"not {scheme}://; put the file into the build context and ADD that"
+            )
+    if args.checksum is not None and (len(args.sources) != 1 or not fetch.is_url(args.sources[0])):
+        raise BuildError(
+            f"{where}: ADD --checksum={args.checksum}: a checksum needs exactly one source, "
+            "an http(s) URL; drop --checksum or give the URL alone"
+        )
+    if any(fetch.is_url(src) for src in args.sources):
+        return _url_inputs(stack, store, args, where)
     try:
         if args.from_index is not None or args.from_stage:
             if args.from_index is not None:
@@ -350,11 +385,77 @@ def _copy_inputs(
             if root is None:
                 raise BuildError(f"COPY --from={args.from_stage}: that stage is empty")
             sources = steps.match_sources(root, list(args.sources), None)
-            return root, sources, _key(src.digest, *args.sources)
+            return root, sources, _key(src.digest, *args.sources), None
         sources = steps.match_sources(ctx, list(args.sources), allowed)
     except BuildError as e:
         raise BuildError(f"{where}: {e}") from None
-    return ctx, sources, steps.content_hash(ctx, sources, allowed)
+    return ctx, sources, steps.content_hash(ctx, sources, allowed), None
+
+
+def _url_inputs(
+    stack: contextlib.ExitStack, store: Store, args: df.CopyArgs, where: str
+) -> tuple[Path, list[Path], str, Callable[[], None] | None]:
+    """ADD <URL>...: the files downloaded into a temporary directory (the step's source root,
+    removed with the step), each named as Docker names it, so COPY's code places them.
+
+    The content key is the digest of the bytes, so the step is cached exactly while the URL
+    serves the same bytes; that means a download on every build. With ``--checksum`` the
+    digest is known beforehand: the download is handed back, to run only on a cache miss.
+    """
+    if not all(fetch.is_url(src) for src in args.sources):
+        raise BuildError(
+            f"{where}: ADD with both URLs and local files is not supported by containerlab; "
+            "use one ADD for the URLs and another for the files"
+        )
+    dest = args.dest
+    to_dir = (
+        dest.endswith(("/", "/.", "/.."))
+        or dest in (".", "..")
+        or len(args.sources) + len(args.heredocs) > 1
+    )
+    names: list[str] = []
+    for url in args.sources:
+        try:
+            fetch.check_url(url)
+        except BuildError as e:
+            raise BuildError(f"{where}: {e}") from None
+        name = fetch.file_name(url)
+        if name is None and to_dir:
+            raise BuildError(
+                f"{where}: ADD {url} {dest}: the URL has no file name to use under {dest}; "
+                "give the file's path as the destination (ADD <URL> /dir/name)"
+            )
+        # no name but a file destination: the name is not used (unless dest turns out to
+        # be a directory of the image; BuildKit then calls the file __unnamed__ too)
+        name = name or fetch.UNNAMED
+        if name in names:
+            raise BuildError(
+                f"{where}: ADD: two URLs give the same file name '{name}'; use one ADD for each"
+            )
+        names.append(name)
+    store.tmp.mkdir(parents=True, exist_ok=True)
+    root = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=store.tmp, prefix="fetch-")))
+    paths = [root / name for name in names]
+
+    def get(url: str, path: Path, checksum: str | None = None) -> str:
+        try:
+            return fetch.download(url, path, checksum=checksum).digest
+        except BuildError as e:
+            raise BuildError(f"{where}: {e}") from None
+
+    if args.checksum is not None:  # one URL: checked by the caller
+        try:
+            algorithm, hexdigest = fetch.parse_checksum(args.checksum)
+        except BuildError as e:
+            raise BuildError(f"{where}: {e}") from None
+
+        def later() -> None:
+            get(args.sources[0], paths[0], args.checksum)
+
+        return root, paths, _key(f"{names[0]}\0{algorithm}:{hexdigest}"), later
+    digests = [get(url, path) for url, path in zip(args.sources, paths, strict=True)]
+    content = _key(*(f"{name}\0{digest}" for name, digest in zip(names, digests, strict=True)))
+    return root, paths, content, None
 
 
 def _apply_metadata(
