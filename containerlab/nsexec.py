@@ -374,6 +374,11 @@ def main(fd: int) -> None:
     if child_pid == 0:
         for s in FORWARDED_SIGNALS:
             signal.signal(s, signal.SIG_DFL)
+        # The host's cgroup files are the launcher's: close-on-exec keeps them from the
+        # command, but an --init PID 1 never execs, and through /proc/1/fd a root process
+        # of the container could write itself out of its cgroup (and its limits).
+        for fd, _ in leave_cgroup:  # (the join files were closed once written)
+            os.close(fd)
         _child(config, sock, hook, launcher)
     try:
         # Out again: from now on this process only waits, and must not count against the

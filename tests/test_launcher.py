@@ -49,6 +49,17 @@ def test_the_init_and_the_launcher_are_named_as_the_launcher(mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_the_init_holds_no_descriptor_but_its_stdio(mode):
+    """The launcher's host files (the cgroup files it moves itself with, the explain copy of
+    the caller's stderr) stay with it: an --init PID 1 never execs, so close-on-exec does
+    not protect it, and a descriptor it kept would be the container's way out of its cgroup.
+    """
+    res = run(mode, "--init", "--explain", "busybox", "sh", "-c", "ls /proc/1/fd")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_explain_shows_the_launchers_steps(mode):
     res = run(mode, "--explain", "busybox", "true")
     assert res.returncode == 0, res.stderr
