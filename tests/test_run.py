@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -189,13 +188,15 @@ def test_sigterm_to_the_cli_reaches_the_container():
             "busybox",
             "sh",
             "-c",
-            "trap 'echo got-term; exit 42' TERM; while :; do sleep 0.05; done",
+            "trap 'echo got-term; exit 42' TERM; echo ready; while :; do sleep 0.05; done",
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        time.sleep(1.0)
+        # Once the trap is set (not after a fixed delay: a slow machine, such as the emulated
+        # v2 kernel, may still be starting the CLI, which a SIGTERM then simply ends).
+        assert proc.stdout.readline() == "ready\n"
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=20)
     finally:
