@@ -219,7 +219,9 @@ def test_rm_refuses_a_running_container_and_rm_f_kills_it(clab_root):
 
 
 def test_logs_keep_the_streams_apart_with_tail_timestamps_and_follow(clab_root):
-    cid = run_d("busybox", "sh", "-c", "echo oops >&2; sleep 0.1; echo one; echo two; echo three")
+    # The two streams are two pipes, read as they come: only time orders a line of one
+    # against a line of the other (0.1 s was not enough on the emulated v2 kernel).
+    cid = run_d("busybox", "sh", "-c", "echo oops >&2; sleep 0.5; echo one; echo two; echo three")
     ok("wait", cid)
     res = clab("logs", cid)
     assert (res.stdout, res.stderr) == ("one\ntwo\nthree\n", "oops\n")
