@@ -4,7 +4,8 @@ This machine may be a v1/v2 hybrid while learners' VMs are pure v2, so the cgrou
 also run on Debian's stock kernel booted under QEMU with ``cgroup_no_v1=all``
 (scripts/v2-kernel/run.sh): the host's root shared read-only, this repo and its venv
 unchanged, cgroup2 at /sys/fs/cgroup. The guest first proves it is pure v2 (smoke.py),
-then runs tests/test_cgroups.py; this test passes only if all of that passed in there.
+then runs tests/test_cgroups.py and tests/test_run.py (containers through the CLI, on the
+default bridge network); this test passes only if all of that passed in there.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # Run a command on a real cgroup v2 kernel (Debian's, under QEMU/TCG), with the host's
 # root shared read-only: by default the project's cgroup tests. See v2kernel.py --help.
 #
-#   sudo scripts/v2-kernel/run.sh                     # smoke check + tests/test_cgroups.py
+#   sudo scripts/v2-kernel/run.sh                     # smoke check + test_cgroups.py, test_run.py
 #   sudo scripts/v2-kernel/run.sh -- -k memory tests/test_cgroups.py   # pytest arguments
 #   sudo scripts/v2-kernel/run.sh --shell 'cat /proc/self/cgroup'      # any command
 #

@@ -14,8 +14,7 @@ line ``CLAB-V2-EXIT=<n>``, and this script exits with that status.
     v2kernel.py [options] --shell 'COMMAND'     any shell command line instead
 
 Without arguments it runs smoke.py (this kernel really is pure v2 and its controllers
-work) and then ``pytest tests/test_cgroups.py`` (``tests/test_namespaces.py`` while
-test_cgroups.py does not exist yet).
+work) and then ``pytest tests/test_cgroups.py tests/test_run.py``.
 
 Exit status: the guest command's; 124 on timeout; 125 when the guest could not be set up;
 77 when QEMU or the kernel cannot be installed (no Debian mirror, or not Debian on amd64).
@@ -28,7 +27,8 @@ keeps it open), and QEMU is killed and reaped on timeout, SIGTERM or Ctrl-C, and
 this script (PR_SET_PDEATHSIG) even when it is SIGKILLed.
 
 Measured on the 2-core CI machine: kernel download and unpack once ~12 s; boot to the
-command ~10 s (under TCG); smoke check plus tests/test_cgroups.py ~35 s.
+command ~10 s (under TCG); smoke check plus tests/test_cgroups.py ~35 s, tests/test_run.py
+~90 s more.
 """
 
 from __future__ import annotations
@@ -59,9 +59,12 @@ KERNEL_META = "linux-image-amd64"  # Debian's meta package: depends on the curre
 # 9p to reach the host's files, overlay to make them writable, veth for the network
 # namespace tests, virtio_rng so early getrandom() never waits for entropy, and
 # virtio_blk + ext4 (+ crc32c, which ext4 asks the crypto API for) for a real disk at /tmp:
-# the io controller only limits and counts block devices.
+# the io controller only limits and counts block devices. Then what a container's default
+# network needs (a bridge, nftables' NAT and fib matches), so `run` works as in a VM.
 MODULES = ["virtio_pci", "virtio_rng", "9pnet_virtio", "9p", "overlay", "veth"]
 MODULES += ["virtio_blk", "crc32c_generic", "ext4"]
+MODULES += ["bridge", "nf_tables", "nft_chain_nat", "nft_masq", "nft_nat", "nft_ct"]
+MODULES += ["nft_fib_ipv4", "nft_fib_inet"]
 SCRATCH_MIB = 2048  # the /tmp disk: a sparse file, so only what the guest writes is used
 BUSYBOX = Path("/bin/busybox")  # static (busybox-static): the whole initramfs userland
 EXIT_RE = re.compile(r"CLAB-V2-EXIT=(\d+)")
@@ -478,9 +481,8 @@ def _supervise(
 def default_command(repo: Path) -> str:
     py = shlex.quote(f"{repo}/.venv/bin/python")
     smoke = shlex.quote(str(HERE / "smoke.py"))
-    tests = "tests/test_cgroups.py"
-    if not (repo / tests).exists():  # until the cgroup tests exist
-        tests = "tests/test_namespaces.py"
+    # The cgroup code, and containers started through the CLI (learners' VMs are pure v2).
+    tests = "tests/test_cgroups.py tests/test_run.py"
     return f"{py} {smoke} && {py} {PYTEST} {tests}"
 
 
