@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from containerlab import syscalls
@@ -205,14 +205,7 @@ class NsProcess:
             while self._poll_adopted(0) is None:
                 pass
             return self._code  # type: ignore[return-value]
-        deadline = time.monotonic() + timeout
-        delay = 0.0005
-        while self._poll_adopted() is None:
-            if time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired([f"command {self.child_pid}"], timeout)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-        return self._code  # type: ignore[return-value]
+        return _poll_until(self._poll_adopted, timeout, f"command {self.child_pid}")
 
     def communicate(
         self, input: bytes | None = None, timeout: float | None = None
@@ -270,6 +263,20 @@ class NsProcess:
 
     def __repr__(self) -> str:
         return f"<NsProcess launcher={self.pid} command={self.child_pid} rc={self.returncode}>"
+
+
+def _poll_until(poll: Callable[[], int | None], timeout: float, what: str) -> int:
+    """``poll()`` until it returns an exit code, sleeping 0.5 ms, then twice as long each
+    time (up to 50 ms): a quick exit is seen at once, a slow one costs little CPU. Raises
+    subprocess.TimeoutExpired (as Popen.wait does) after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.0005
+    while (code := poll()) is None:
+        if time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired([what], timeout)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return code
 
 
 def _recv_messages(sock: socket.socket):
@@ -540,14 +547,7 @@ class _ForkedLauncher:
                     status = 0
                 self.returncode = os.waitstatus_to_exitcode(status)
             return self.returncode
-        deadline = time.monotonic() + timeout
-        delay = 0.0005
-        while self.poll() is None:
-            if time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired([f"launcher {self.pid}"], timeout)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-        return self.returncode  # type: ignore[return-value]
+        return _poll_until(self.poll, timeout, f"launcher {self.pid}")
 
     def communicate(self, input: bytes | None = None, timeout: float | None = None):
         if input:

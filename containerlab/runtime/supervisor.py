@@ -74,6 +74,23 @@ class LogWriter:
         self.file.close()
 
 
+def _launch(rec: state.Record, report_fd: int, stdio: dict[str, int], **kw: object):
+    """Launch the container (we adopt its PID 1) on ``stdio``, whose descriptors are then
+    closed here: the container holds its own copies. The process, or the exit code of a
+    start that failed, which the CLI has been told."""
+    from containerlab.runtime import container
+
+    try:
+        return container.launch(rec, adopt=True, **stdio, **kw)
+    except (ContainerlabError, OSError) as e:
+        code = getattr(e, "exit_code", 125)
+        _report(report_fd, {"event": "error", "code": code, "message": str(e)})
+        return code
+    finally:
+        for fd in set(stdio.values()):
+            os.close(fd)
+
+
 def supervise(cid: str, report_fd: int, attach_first: bool = False) -> int:
     from containerlab.runtime import state
 
@@ -86,17 +103,9 @@ def supervise(cid: str, report_fd: int, attach_first: bool = False) -> int:
     err_r, err_w = os.pipe()
     stdio = {"stdin": devnull, "stdout": out_w, "stderr": err_w}
     sources = {out_r: "stdout", err_r: "stderr"}
-    from containerlab.runtime import container
-
-    try:
-        proc = container.launch(rec, adopt=True, **stdio)
-    except (ContainerlabError, OSError) as e:
-        code = getattr(e, "exit_code", 125)
-        _report(report_fd, {"event": "error", "code": code, "message": str(e)})
-        return code
-    finally:
-        for fd in set(stdio.values()):
-            os.close(fd)  # only the container holds the writing ends now
+    proc = _launch(rec, report_fd, stdio)  # only the container holds the writing ends then
+    if isinstance(proc, int):
+        return proc
     _report(report_fd, {"event": "started", "pid": proc.child_pid})
     # Starting a container took the whole runtime (image store, cgroups, networking...);
     # waiting for it takes a loop over two pipes. Python never gives imported modules' memory
@@ -170,15 +179,10 @@ def _supervise_terminal(rec: state.Record, report_fd: int, attach_first: bool) -
         console, theirs = console_socket()
         devnull = os.open(os.devnull, os.O_RDWR)
         stdio = {"stdin": theirs.detach(), "stdout": devnull, "stderr": devnull}
-        try:
-            proc = container.launch(rec, console=True, adopt=True, **stdio)
-        except (ContainerlabError, OSError) as e:
-            code = getattr(e, "exit_code", 125)
-            _report(report_fd, {"event": "error", "code": code, "message": str(e)})
-            return code
-        finally:
-            for fd in set(stdio.values()):
-                os.close(fd)  # the container's init holds the socket until it has used it
+        # The container's init holds the console socket until it has used it.
+        proc = _launch(rec, report_fd, stdio, console=True)
+        if isinstance(proc, int):
+            return proc
         try:
             master = receive_console(console)
         except ContainerlabError as e:
