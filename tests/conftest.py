@@ -17,6 +17,16 @@ CLI = str(VENV_BIN / "containerlab")
 
 
 @pytest.fixture(autouse=True)
+def _close_figures():
+    """Close the matplotlib figures a test drew (the viz tests draw dozens); a test that never
+    imported pyplot does not import it here."""
+    yield
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        plt.close("all")
+
+
+@pytest.fixture(autouse=True)
 def clab_root(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test gets its own CONTAINERLAB_ROOT, so no two tests share images or containers."""
     root = tmp_path_factory.mktemp("clab-root")

@@ -25,12 +25,6 @@ STEPS = (
 RESULT = BuildResult("sha256:" + "a" * 64, "sha256:" + "b" * 64, STEPS)
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def bars(fig: Figure) -> dict[str, object]:
     return {p.get_gid(): p for p in fig.axes[0].patches if (p.get_gid() or "").startswith("step:")}
 

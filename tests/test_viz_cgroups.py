@@ -22,12 +22,6 @@ from containerlab.viz import cgroups as vc
 MiB = 1 << 20
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def stats(t: float, mem: int | None = 0, **kw) -> Stats:
     values = dict(
         memory_current=mem,

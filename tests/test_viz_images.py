@@ -16,12 +16,6 @@ from containerlab.viz import images as vi
 ROWS = [("manifest", 405), ("config", 438), ("layer 0", 1_036_449), ("layer 1", 0)]
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def bars(fig: Figure) -> dict[str, object]:
     return {p.get_gid(): p for p in fig.axes[0].patches if p.get_gid()}
 

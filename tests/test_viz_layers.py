@@ -6,21 +6,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: tests draw off-screen
 
-import matplotlib.pyplot as plt
-import pytest
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from containerlab import layers
 from containerlab.layers import Entry
 from containerlab.viz import layers as vl
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
 
 ENTRIES = [
     Entry(0, "/etc", "dir"),

@@ -17,12 +17,6 @@ from containerlab.runtime.spec import ContainerSpec
 from containerlab.viz import mounts as vm
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def _mount(mid: int, parent: int, point: str, fstype: str = "tmpfs", options: str = "rw", **kw):
     fields = {"root": "/", "propagation": "private", "source": fstype, "super_options": "rw"}
     fields.update(kw)

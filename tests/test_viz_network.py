@@ -6,28 +6,20 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import time
 
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: tests draw off-screen
 
-import matplotlib.pyplot as plt
 import pytest
 from matplotlib.figure import Figure
 
 from containerlab.network import links, networks
 from containerlab.viz import network as vn
+from tests.conftest import CLI
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="networking needs root")
-CLI = os.path.join(os.path.dirname(sys.executable), "containerlab")
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def clab(*args: str) -> subprocess.CompletedProcess:

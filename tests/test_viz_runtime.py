@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 
 import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: tests draw off-screen
 
-import matplotlib.pyplot as plt
 import pytest
 from matplotlib.figure import Figure
 
 from containerlab.runtime import lifecycle, state
 from containerlab.viz import runtime as vr
-
-CLI = os.path.join(os.path.dirname(sys.executable), "containerlab")
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+from tests.conftest import CLI
 
 
 def clab(*args: str) -> subprocess.CompletedProcess:
