@@ -313,6 +313,7 @@ def spawn(
     stderr: Any = None,
     setup: tuple[str, Mapping[str, Any]] | None = None,
     before_go: Any = None,
+    prepare: Any = None,
     tty: bool = False,
     init: bool = False,
     after_fork: Any = None,
@@ -327,6 +328,8 @@ def spawn(
     namespaces right before exec: the runtime uses it to build the container's root
     filesystem. ``before_go(launcher_pid)`` runs in the caller once the namespaces exist and
     before the command starts: where the outside work (id maps, cgroups, network) happens.
+    ``prepare()`` runs in the caller right after the launcher is started, while it makes the
+    namespaces: what the outside work can do before they exist overlaps with the launcher's.
     ``tty``: stdin is a pseudo-terminal that becomes the command's controlling terminal.
     ``init``: a small init stays PID 1 (reaps zombies, forwards signals) and the command
     runs as its child, as ``docker run --init`` does. ``after_fork(launcher_pid)`` runs in
@@ -393,6 +396,8 @@ def spawn(
     try:
         with ours:
             ours.sendall(json.dumps(config).encode() + b"\n")
+            if prepare is not None:
+                prepare()
             for msg in _recv_messages(ours):
                 if msg["event"] == "unshared":
                     launcher = msg["pid"]
@@ -400,7 +405,9 @@ def spawn(
                         write_id_maps(launcher, spec.uid_map, spec.gid_map)
                     if before_go is not None:
                         before_go(launcher)
-                    ours.sendall(b'{"event": "go"}\n')
+                    # A launcher that failed meanwhile has sent why and gone: read on.
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        ours.sendall(b'{"event": "go"}\n')
                 elif msg["event"] == "forked":
                     child_pid = msg["pid"]
                     if after_fork is not None and child_pid != popen.pid:

@@ -233,7 +233,9 @@ def test_memory_limit_oom_kills_a_hog(procs):
         hog = procs(cg, [sys.executable, "-c", "b = b'x' * (200 << 20)"])
         assert hog.wait(30) == -9  # SIGKILL from the OOM killer: Docker's exit code 137
         st = cg.read()
+        kills = cg.oom_kills()  # the one counter a container's exit reads
     assert st.oom_kill == 1
+    assert kills == 1
     assert st.memory_limit == limit
     assert limit // 2 < st.memory_peak <= limit + MiB
     if V == "v2":
@@ -406,7 +408,9 @@ def test_readings_of_a_running_process(procs):
         p = procs(cg, [sys.executable, "-c", "import time; b = b'x' * (16 << 20); time.sleep(60)"])
         wait_until(lambda: (cg.read().memory_current or 0) > 16 * MiB, timeout=20)
         st = cg.read()
+        kills = cg.oom_kills()
     assert st.pids_current == 1
+    assert kills == 0
     assert st.memory_peak >= st.memory_current > 16 * MiB
     assert st.memory_limit is None
     assert st.cpu_usage_usec > 0

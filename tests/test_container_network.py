@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from containerlab.network import ipam, links, nat, networks
+from containerlab.runtime import state
 from tests.conftest import CLI
 from tests.test_network_cli import _host_leftovers
 
@@ -132,7 +133,7 @@ def test_a_published_port_answers_on_loopback_and_on_the_bridge_address():
     cid = inspect("t-pub")["Id"]
     ok("rm", "-f", "t-pub")
     assert not any(c.startswith(cid) for _, c in nat.rules()), "its rules went with it"
-    assert not links.link_exists(links.veth_name(cid, "bridge"))
+    assert links.wait_gone(links.veth_name(cid, "bridge"), timeout=2), "with its namespace"
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=2)
 
@@ -254,13 +255,15 @@ def test_network_none_host_and_container():
     assert f"inet {ip}/" in out and "pod" in out  # one namespace: its httpd on our loopback
 
 
-def test_an_exited_containers_veth_is_gone_at_once_even_when_its_namespace_lives_on():
-    """Unplugging an exited container waits for the kernel to take its veth with its network
-    namespace; a namespace another container still holds keeps the veth, and then the veth
-    is deleted explicitly: either way it is gone when ``stop`` returns."""
+def test_an_exited_containers_veth_goes_with_its_namespace_unless_another_holds_it():
+    """An exited container's veth is the kernel's to delete, with its network namespace, some
+    milliseconds after the exit; its address goes back at once. A namespace that another
+    container still holds keeps the veth: then it is deleted before ``stop`` returns."""
     cid = ok("create", "--dns", "127.0.0.1", "busybox", "true").strip()
     ok("start", "-a", cid)
-    assert not links.link_exists(links.veth_name(cid, "bridge"))
+    assert ipam.allocations("bridge") == {}
+    ok("start", "-a", cid)  # plugged in again, under the same veth name
+    assert links.wait_gone(links.veth_name(cid, "bridge"), timeout=2)
     web("t-owner")
     veth = links.veth_name(inspect("t-owner")["Id"], "bridge")
     ok(
@@ -278,6 +281,9 @@ def test_an_exited_containers_veth_is_gone_at_once_even_when_its_namespace_lives
     ok("stop", "-t", "0", "t-owner")  # t-sharer keeps the namespace (and the veth's peer)
     assert not links.link_exists(veth)
     assert ipam.allocations("bridge") == {}
+    ok("stop", "-t", "0", "t-sharer")  # a guest no more
+    guests = state.container_dir(inspect("t-owner")["Id"]) / "netns-guests"
+    assert list(guests.iterdir()) == []
 
 
 def test_connect_and_disconnect_a_running_container():

@@ -148,6 +148,45 @@ def test_veth_into_a_process_namespace_by_pid():
         assert ep.netns == f"/proc/{proc.child_pid}/ns/net"
 
 
+def test_an_exited_endpoints_veth_goes_with_its_namespace_and_a_restart_waits_for_it():
+    from containerlab import namespaces
+
+    veth = links.veth_name("c1", "t-again")
+    with networks.network("t-again"):
+        with namespaces.spawn(["sleep", "30"], new={"net"}) as proc:
+            networks.connect("t-again", "c1", proc.child_pid)
+            proc.kill()
+            proc.wait()
+        # The namespace has no process left: the kernel deletes the veth, not disconnect.
+        networks.disconnect("t-again", "c1", exited=True)
+        assert ipam.allocations("t-again") == {}
+        # Plugged again at once, as a restart is: the old veth, if not gone yet, is waited for.
+        with namespaces.spawn(["sleep", "30"], new={"net"}) as proc:
+            ep = networks.connect("t-again", "c1", proc.child_pid)
+            assert ep.host_ifname == veth and links.link_exists(veth)
+            networks.disconnect("t-again", "c1", exited=True, shared=True)  # held: deleted
+            assert not links.link_exists(veth)
+        with namespaces.spawn(["sleep", "30"], new={"net"}) as proc:
+            networks.connect("t-again", "c1", proc.child_pid)
+            proc.kill()
+            proc.wait()
+        networks.disconnect("t-again", "c1", exited=True)
+        assert links.wait_gone(veth, timeout=2), "the kernel took the veth with the namespace"
+        # A veth whose namespace lives on, with no address on record (a crash's leftover): a
+        # new plug deletes it first.
+        with (
+            namespaces.spawn(["sleep", "30"], new={"net"}) as a,
+            namespaces.spawn(["sleep", "30"], new={"net"}) as b,
+        ):
+            networks.connect("t-again", "c2", a.child_pid)
+            ipam.release("t-again", "c2")
+            ep = networks.connect("t-again", "c2", b.child_pid)
+            assert ep.netns == f"/proc/{b.child_pid}/ns/net"
+            out = namespaces.enter(a.child_pid, ["ip", "-o", "link"], kinds=["net"]).stdout
+            assert "eth0" not in out
+            networks.disconnect("t-again", "c2")
+
+
 def test_default_network_and_picked_subnets_do_not_overlap():
     default = networks.ensure_default()
     try:
@@ -209,6 +248,19 @@ def test_ipam_twenty_concurrent_allocators_get_distinct_addresses(clab_root):
     assert len(addresses) == 20
     assert "10.231.1.1" not in addresses and "10.231.1.0" not in addresses
     assert len(ipam.allocations("t-pool")) == 20
+
+
+def test_ipam_hands_addresses_out_serially_and_wraps_around():
+    ipam.create_pool("t-pool", "10.231.3.0/29", "10.231.3.1")  # hosts .1-.6, .1 the gateway
+    assert str(ipam.allocate("t-pool", "a")) == "10.231.3.2/29"
+    ipam.release("t-pool", "a")
+    # Not .2 again at once (a neighbour's ARP cache may still name a's MAC for it).
+    assert str(ipam.allocate("t-pool", "b")) == "10.231.3.3/29"
+    assert str(ipam.allocate("t-pool", "c", ip="10.231.3.5")) == "10.231.3.5/29"  # --ip
+    assert [str(ipam.allocate("t-pool", o)) for o in "de"] == ["10.231.3.4/29", "10.231.3.6/29"]
+    assert str(ipam.allocate("t-pool", "f")) == "10.231.3.2/29"  # round: the only one free
+    ipam.release("t-pool", "d")
+    assert str(ipam.allocate("t-pool", "g")) == "10.231.3.4/29"
 
 
 def test_ipam_rules():

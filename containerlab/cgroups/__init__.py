@@ -202,6 +202,11 @@ class Cgroup:
         """Read the counters once (memory, oom, cpu, throttling, pids, io, PSI on v2)."""
         return self._driver.read()
 
+    def oom_kills(self) -> int:
+        """How many processes the kernel's OOM killer killed in here: ``read().oom_kill``
+        from one file instead of a dozen (a container's exit asks only this)."""
+        return self._driver.oom_kills()
+
     # --- pause, kill, remove ------------------------------------------------------------------
     def freeze(self, timeout: float = 5.0) -> None:
         """Stop every process inside where it stands (``docker pause``); returns once frozen."""

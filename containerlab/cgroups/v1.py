@@ -225,6 +225,12 @@ class V1Driver:
             fs.write(path, str(value if value > 0 else -1), hint)
 
     # --- readings -----------------------------------------------------------------------------
+    def oom_kills(self) -> int:
+        if not self._has("memory"):
+            return 0
+        text = fs.read(self._file("memory", "memory.oom_control")) or ""
+        return parse_keyed(text).get("oom_kill", 0)
+
     def read(self) -> Stats:
         def rd(ctrl: str, name: str) -> int | None:
             return fs.read_int(self._file(ctrl, name)) if self._has(ctrl) else None

@@ -225,6 +225,9 @@ class V2Driver:
             )
 
     # --- readings -----------------------------------------------------------------------------
+    def oom_kills(self) -> int:
+        return parse_keyed(fs.read(self._file("memory.events")) or "").get("oom_kill", 0)
+
     def read(self) -> Stats:
         f = self._file
         events = parse_keyed(fs.read(f("memory.events")) or "")

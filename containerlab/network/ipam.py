@@ -8,6 +8,13 @@ process dies: a crashed allocator can never leave the network locked.
 
 The network address and the broadcast address are never handed out (they are not host
 addresses), and the gateway (``.1``, the bridge's own address) is reserved.
+
+Addresses are handed out *serially*, as Docker's IPAM (libnetwork since 2017) and CNI's
+host-local do: each is the next free one after the last handed out, wrapping around at the
+end of the subnet, so an address given back is not given again until the pool has come round.
+A neighbour may still hold the old owner's MAC for it in its ARP cache, and the old veth
+may still exist for a few milliseconds while the kernel destroys the exited container's
+network namespace (see ``networks.disconnect``).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import ipaddress
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -79,7 +87,8 @@ def delete_pool(network: str) -> None:
 
 def allocate(network: str, owner: str, ip: str | None = None) -> ipaddress.IPv4Interface:
     """Give ``owner`` (a container id) an address of ``network``: ``ip`` if asked (``--ip``),
-    else the lowest free one. Returns it with the subnet's prefix ("172.30.0.2/16").
+    else the next free one after the last handed out (see the module's docstring). Returns it
+    with the subnet's prefix ("172.30.0.2/16").
 
     The same owner asking again gets its address back (an idempotent retry after a crash).
     """
@@ -108,14 +117,30 @@ def allocate(network: str, owner: str, ip: str | None = None) -> ipaddress.IPv4I
                     " pick another or leave --ip out"
                 )
         else:
-            want = next((a for a in net.hosts() if a not in taken), None)
+            want = _next_free(net, taken, table.get("last"))
             if want is None:
                 raise NetworkError(
                     f"network {network!r} ({net}) has no free address left; remove a container"
                     " or create a network with a larger subnet"
                 )
+            table["last"] = str(want)
         table["allocations"][owner] = str(want)
         return ipaddress.IPv4Interface(f"{want}/{net.prefixlen}")
+
+
+def _next_free(
+    net: ipaddress.IPv4Network, taken: dict, last: str | None
+) -> ipaddress.IPv4Address | None:
+    """The first host address of ``net`` after ``last`` that is not taken, wrapping around."""
+    first, end = int(net.network_address) + 1, int(net.broadcast_address)  # hosts: first..end-1
+    start = first
+    if last is not None and first <= int(ipaddress.IPv4Address(last)) < end:
+        start = int(ipaddress.IPv4Address(last)) + 1
+    busy = {int(a) for a in taken}
+    for n in itertools.chain(range(start, end), range(first, start)):
+        if n not in busy:
+            return ipaddress.IPv4Address(n)
+    return None
 
 
 def release(network: str, owner: str) -> str | None:

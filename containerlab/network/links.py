@@ -150,9 +150,8 @@ def wait_gone(name: str, timeout: float) -> bool:
 
     A veth pair dies with either end: once the last process of a container's network
     namespace has exited, the kernel destroys the namespace and, with it, the container's
-    end and the host's. That takes about a millisecond here, where deleting the veth
-    ourselves takes ten (an RCU grace period), so a container that has exited is unplugged
-    by watching its veth go, not by deleting it.
+    end and the host's, in a worker of its own, some 10 ms later here (RCU grace periods).
+    A container started again within that time finds its last veth still there, and waits.
     """
     deadline = time.monotonic() + timeout
     with netlink.Netlink() as nl:

@@ -34,8 +34,8 @@ import ipaddress
 import os
 import socket
 import struct
+from collections import namedtuple
 from collections.abc import Iterator
-from typing import NamedTuple
 
 from containerlab import syscalls
 
@@ -207,13 +207,17 @@ def rtmsg(dst_len: int = 0, table: int = RT_TABLE_MAIN) -> bytes:
 
 
 # --- messages and the socket -----------------------------------------------------------------
-class Message(NamedTuple):
-    """One netlink message as read back: its header fields and what follows the header."""
+# Plain named tuples (collections.namedtuple, not typing.NamedTuple: typing alone costs 2 ms
+# to import, on every container start).
+class Message(namedtuple("Message", "type flags seq body")):
+    """One netlink message as read back: its header fields and what follows the header.
 
-    type: int  # RTM_NEWLINK, NLMSG_ERROR, NLMSG_DONE...
-    flags: int  # NLM_F_MULTI, NLM_F_DUMP_INTR...
-    seq: int  # the sequence number of the request it answers
-    body: bytes  # the fixed struct, then attributes
+    type: RTM_NEWLINK, NLMSG_ERROR, NLMSG_DONE...; flags: NLM_F_MULTI, NLM_F_DUMP_INTR...;
+    seq: the sequence number of the request it answers; body: the fixed struct, then
+    attributes.
+    """
+
+    __slots__ = ()
 
 
 def parse_messages(data: bytes) -> Iterator[Message]:
@@ -347,14 +351,15 @@ def _ack_reason(msg: Message) -> str:
 
 
 # --- links -----------------------------------------------------------------------------------
-class Link(NamedTuple):
-    """A network interface as the kernel describes it in RTM_NEWLINK."""
+class Link(namedtuple("Link", "index name up mac master")):
+    """A network interface as the kernel describes it in RTM_NEWLINK.
 
-    index: int  # its ifindex, unique within its namespace
-    name: str  # IFLA_IFNAME
-    up: bool  # IFF_UP: administratively up
-    mac: str | None  # IFLA_ADDRESS as "aa:bb:cc:dd:ee:ff"; None for links without one
-    master: int | None  # IFLA_MASTER: the bridge's index, for a bridge port
+    index: its ifindex, unique within its namespace; name: IFLA_IFNAME; up: IFF_UP
+    (administratively up); mac: IFLA_ADDRESS as "aa:bb:cc:dd:ee:ff", None for links without
+    one; master: IFLA_MASTER, the bridge's index for a bridge port, else None.
+    """
+
+    __slots__ = ()
 
 
 def _link(msg: Message) -> Link:
@@ -445,12 +450,14 @@ def delete_link(nl: Netlink, name: str) -> None:
 
 
 # --- addresses -------------------------------------------------------------------------------
-class Address(NamedTuple):
-    """An IPv4 address on a link, as RTM_NEWADDR describes it."""
+class Address(namedtuple("Address", "index address prefixlen")):
+    """An IPv4 address on a link, as RTM_NEWADDR describes it.
 
-    index: int  # the link's index
-    address: str  # IFA_ADDRESS (on a point-to-point link: the far end's address)
-    prefixlen: int  # the subnet's prefix length
+    index: the link's index; address: IFA_ADDRESS (on a point-to-point link, the far end's
+    address); prefixlen: the subnet's prefix length.
+    """
+
+    __slots__ = ()
 
 
 def add_address(nl: Netlink, index: int, interface: ipaddress.IPv4Interface) -> None:
@@ -483,13 +490,15 @@ def list_addresses(nl: Netlink) -> list[Address]:
 
 
 # --- routes ----------------------------------------------------------------------------------
-class Route(NamedTuple):
-    """An IPv4 route, as RTM_NEWROUTE describes it."""
+class Route(namedtuple("Route", "dst prefixlen gateway table")):
+    """An IPv4 route, as RTM_NEWROUTE describes it.
 
-    dst: str | None  # RTA_DST; None for the default route
-    prefixlen: int  # the destination's prefix length (0: default)
-    gateway: str | None  # RTA_GATEWAY, the next hop; None for a directly connected subnet
-    table: int  # RT_TABLE_MAIN (254), local (255)...
+    dst: RTA_DST, None for the default route; prefixlen: the destination's prefix length
+    (0: default); gateway: RTA_GATEWAY, the next hop, None for a directly connected subnet;
+    table: RT_TABLE_MAIN (254), local (255)...
+    """
+
+    __slots__ = ()
 
 
 def add_default_route(nl: Netlink, gateway: str) -> None:

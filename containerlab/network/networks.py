@@ -319,6 +319,11 @@ def connect(
     net = get(name)
     if not links.link_exists(net.bridge):
         up(net)
+    veth = links.veth_name(owner, name)
+    if links.link_exists(veth) and not links.wait_gone(veth, timeout=0.05):
+        # The last start's veth, going with its namespace (a restart within milliseconds
+        # of the exit), is waited for; a leftover of a crash is deleted.
+        links.delete_link(veth)
     address = ipam.allocate(name, owner, ip)
     try:
         return links.attach(
@@ -326,7 +331,7 @@ def connect(
             target,
             str(address),
             net.gateway if default_route else None,
-            links.veth_name(owner, name),
+            veth,
             ifname,
         )
     except BaseException:
@@ -334,16 +339,19 @@ def connect(
         raise
 
 
-def disconnect(name: str, owner: str, *, exited: bool = False) -> None:
+def disconnect(name: str, owner: str, *, exited: bool = False, shared: bool = False) -> None:
     """``network disconnect`` (and ``rm``): remove the veth and give the address back.
 
-    ``exited``: the owner's processes have all ended, so its network namespace is going and
-    takes the veth with it (see ``links.wait_gone``); it is deleted here only if it is still
-    there after a moment (another container shares the namespace: ``--network container:``).
+    ``exited``: the owner's processes have all ended, so the kernel is destroying its network
+    namespace, and the veth with it: the veth is left to the kernel. Deleting it here would
+    wait for the same teardown (about 10 ms, RCU grace periods), on every container exit.
+    Nothing can keep that namespace alive, and the address is not handed out again until the
+    pool comes round (serial allocation, see ``ipam``). Unless ``shared``: another container
+    holds the namespace (``--network container:``), which would keep the veth, and the
+    owner's address in it, on the bridge; then it is deleted.
     """
-    veth = links.veth_name(owner, name)
-    if not (exited and links.wait_gone(veth, timeout=0.05)):
-        links.delete_link(veth)
+    if not exited or shared:
+        links.delete_link(links.veth_name(owner, name))
     ipam.release(name, owner)
 
 

@@ -28,10 +28,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Any
+from pathlib import Path
 
 from containerlab.errors import ContainerError, NetworkError
 from containerlab.runtime import state
+
+TYPE_CHECKING = False  # typing costs 2 ms to import on every container start
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT = "bridge"
 
@@ -256,10 +260,34 @@ def _connect_one(record: state.Record, name: str, pid: int, ifname: str, ip: str
     }
 
 
+def prepare(record: state.Record) -> None:
+    """What :func:`plug` can do before the network namespace exists: load the network code
+    and bring the default network up. The runtime calls it while the launcher makes the
+    namespaces (two processes on two cores), so that ``plug`` itself is short."""
+    cfg = _netcfg(record)
+    if cfg["mode"] != "bridge":
+        return
+    from containerlab.network import dns, nat, networks  # noqa: F401  (loaded for plug)
+
+    if DEFAULT in cfg["networks"]:
+        networks.ensure_default()
+
+
+def _guests(cid: str) -> Path:
+    """Where a container's record lists the containers that joined its network namespace
+    (``--network container:``): one empty file each, named by id, while they run."""
+    return state.container_dir(cid) / "netns-guests"
+
+
 def plug(record: state.Record, pid: int) -> None:
     """Connect the launcher's (pid's) new network namespace to the container's networks and
     publish its ports; undone entirely if any step fails."""
     cfg = _netcfg(record)
+    if cfg["mode"] == "container":
+        # The host's namespace keeps the other container's veth alive: it must know (see
+        # unplug) that its exit does not take that veth away.
+        _guests(cfg["container"]).mkdir(exist_ok=True)
+        (_guests(cfg["container"]) / record.id).touch()
     if cfg["mode"] != "bridge":
         return
     from containerlab.network import nat
@@ -314,6 +342,9 @@ def unplug(record: state.Record, *, exited: bool = False) -> None:
     ``exited``: the container's processes have ended; its veths go with its namespace.
     """
     cfg = _netcfg(record)
+    if cfg["mode"] == "container":
+        with contextlib.suppress(FileNotFoundError):
+            (_guests(cfg["container"]) / record.id).unlink()
     if cfg["mode"] != "bridge":
         return
     from containerlab.network import nat, networks
@@ -325,9 +356,12 @@ def unplug(record: state.Record, *, exited: bool = False) -> None:
         with contextlib.suppress(NetworkError):
             nat.remove(record.id)
     names = list(cfg["networks"]) + [n for n in _endpoints(record) if n not in cfg["networks"]]
+    # A guest holds our namespace, and with it our veths. (A guest killed with its
+    # supervisor leaves its mark behind: then a veth is deleted that needed no deleting.)
+    shared = exited and _guests(record.id).is_dir() and any(_guests(record.id).iterdir())
     for name in names:
         with contextlib.suppress(NetworkError):
-            networks.disconnect(name, record.id, exited=exited)
+            networks.disconnect(name, record.id, exited=exited, shared=shared)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(record.dir / "network.json")
     _refresh_hosts(names)
