@@ -312,6 +312,7 @@ def spawn(
     stdout: Any = None,
     stderr: Any = None,
     setup: tuple[str, Mapping[str, Any]] | None = None,
+    setup_early: str | None = None,
     before_go: Any = None,
     prepare: Any = None,
     tty: bool = False,
@@ -326,8 +327,11 @@ def spawn(
     ``spawn(["sh"], new={"uts", "pid"}, hostname="box")`` is ``unshare --uts --pid --fork``.
     ``setup`` names a function (``"module:function"``, payload) the launcher runs inside the
     namespaces right before exec: the runtime uses it to build the container's root
-    filesystem. ``before_go(launcher_pid)`` runs in the caller once the namespaces exist and
-    before the command starts: where the outside work (id maps, cgroups, network) happens.
+    filesystem. ``setup_early`` names another (same payload) that the launcher runs, when it
+    makes a mount namespace and no user namespace, while ``before_go`` runs: the mounts that
+    need no PID namespace, so the command's own start is shorter. ``before_go(launcher_pid)``
+    runs in the caller once the namespaces exist and before the command starts: where the
+    outside work (id maps, cgroups, network) happens.
     ``prepare()`` runs in the caller right after the launcher is started, while it makes the
     namespaces: what the outside work can do before they exist overlaps with the launcher's.
     ``tty``: stdin is a pseudo-terminal that becomes the command's controlling terminal.
@@ -374,7 +378,9 @@ def spawn(
         "tty": tty,
         "init": init,
         "adopt": adopt,
-        "setup": {"entry": setup[0], "payload": dict(setup[1])} if setup else None,
+        "setup": {"entry": setup[0], "payload": dict(setup[1]), "early": setup_early}
+        if setup
+        else None,
         "cgroup": None
         if cgroup is None
         else {"join": cgroup.self_join_files(), "leave": cgroup.self_leave_files()},

@@ -186,13 +186,14 @@ def _move_self(files: list[tuple[int, str]]) -> None:
         syscalls.write_file(path, "0", fd=fd)  # 0: the process that writes
 
 
-def _load_hook(config: dict):
-    """The setup function to run before exec, imported now: once the process has joined a
-    container's mount namespace (exec) or pivoted into its root, the package is out of reach."""
+def _load_hook(config: dict, key: str = "entry"):
+    """The setup function to run before exec (``key`` "early": the one to run before the
+    fork), imported now: once the process has joined a container's mount namespace (exec) or
+    pivoted into its root, the package is out of reach."""
     hook = config.get("setup")
-    if not hook:
+    if not hook or not hook.get(key):
         return None
-    module, _, function = hook["entry"].partition(":")
+    module, _, function = hook[key].partition(":")
     return getattr(importlib.import_module(module), function)
 
 
@@ -342,6 +343,11 @@ def main(fd: int) -> None:
         send(sock, event="unshared", pid=os.getpid())
         if not early_hook:
             hook = _load_hook(config)
+            early = _load_hook(config, "early")
+            if early is not None and "mnt" in new:
+                # The setup's first part, in our new mount namespace, which the child will
+                # share: it changes the payload the child inherits, to say what is done.
+                early(config["setup"]["payload"])
         if _recv_line(sock).get("event") != "go":
             os._exit(EXIT_SETUP_FAILED)
         # Into the container's cgroup before forking: every process of it is born inside.

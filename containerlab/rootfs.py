@@ -290,21 +290,32 @@ def mask_paths(
             bind(path, path, readonly=True)
 
 
-def setup_root(root: str, *, new_net: bool = True, masks: bool = True) -> None:
+def setup_root(
+    root: str, *, new_net: bool = True, masks: bool = True, prepared: bool = False
+) -> None:
     """All of the above, in order, for a directory that is already the container's tree.
 
     ``new_net`` says whether the container has its own network namespace: sysfs may only be
-    mounted fresh there; otherwise the host's /sys is bind-mounted read-only.
+    mounted fresh there; otherwise the host's /sys is bind-mounted read-only. ``prepared``:
+    :func:`prepare_root` has been done already (by the runtime's launcher).
     """
+    if not prepared:
+        prepare_root(root, new_net=new_net)
     mount_proc(root)
+    pivot_into(root)
+    if masks:
+        mask_paths()
+
+
+def prepare_root(root: str, *, new_net: bool = True) -> None:
+    """The part of :func:`setup_root` that any process of the container's mount namespace
+    can do, not only one inside its PID namespace (/proc shows the PID namespace of whoever
+    mounts it): /dev, and /sys (which shows the network namespace of whoever mounts it)."""
     mount_dev(root)
     if new_net:
         mount_sys(root)
     else:
         bind("/sys", _mountpoint(f"{root}/sys"), readonly=True)
-    pivot_into(root)
-    if masks:
-        mask_paths()
 
 
 # --- reading the mount table ---------------------------------------------------------------------

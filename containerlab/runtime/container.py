@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 #: Where the launcher finds the init steps to run inside the container.
 INIT_ENTRY = "containerlab.runtime.init:setup"
+#: ...and the first of them, which the launcher does while the network is plugged in.
+INIT_EARLY_ENTRY = "containerlab.runtime.init:prepare"
 
 
 def preflight(filesystems_text: str | None = None) -> None:
@@ -209,6 +211,7 @@ def launch(
             ns_spec,
             env=cfg["env"],
             setup=(INIT_ENTRY, payload),
+            setup_early=INIT_EARLY_ENTRY,
             tty=cfg["tty"],
             init=cfg["init"],
             stdin=stdin,

@@ -50,10 +50,12 @@ def _file_mountpoint(root: str, inside: str) -> str:
     return path
 
 
-def setup(payload: dict) -> dict[str, str]:
-    """Mount the container's root, pivot into it, become its user (payload from the runtime).
+def prepare(payload: dict) -> None:
+    """The mounts that need no PID namespace: the overlay root, the /etc files, /dev, /sys.
 
-    Returns environment defaults learned inside (the user's HOME).
+    The launcher runs this once it has made the namespaces, while the runtime plugs in the
+    network (two processes, two cores); PID 1 does the rest (:func:`setup`). Marks the
+    payload, which PID 1 inherits as the launcher's fork, so that it is done once.
     """
     rootfs.make_private("/")
     target = payload["target"]
@@ -70,7 +72,19 @@ def setup(payload: dict) -> dict[str, str]:
         syscalls.set_link_up("lo")  # a new network namespace starts with lo down
     for source, inside in payload.get("binds", []):
         rootfs.bind(source, _file_mountpoint(target, inside), recursive=False)
-    rootfs.setup_root(target, new_net=payload["new_net"], masks=payload["masks"])
+    rootfs.prepare_root(target, new_net=payload["new_net"])
+    payload["prepared"] = True
+
+
+def setup(payload: dict) -> dict[str, str]:
+    """Mount the container's root, pivot into it, become its user (payload from the runtime).
+
+    Returns environment defaults learned inside (the user's HOME).
+    """
+    if not payload.get("prepared"):
+        prepare(payload)  # the launcher could not (a user namespace), or was not asked to
+    target = payload["target"]
+    rootfs.setup_root(target, new_net=payload["new_net"], masks=payload["masks"], prepared=True)
     workdir = payload["workdir"]
     os.makedirs(workdir, exist_ok=True)  # Docker creates a missing working directory
     os.chdir(workdir)
