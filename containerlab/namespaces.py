@@ -21,7 +21,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,7 +38,13 @@ from containerlab.errors import (
 # Types for annotations only: importing typing costs every container start ~2 ms.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import subprocess
     from typing import IO, Any
+
+# subprocess's stdio constants, the same values: subprocess itself (with its threading and
+# selectors) is imported only where a Popen is made or a timeout raised, ~1.5 ms a container
+# start from the CLI does without.
+PIPE, STDOUT, DEVNULL = -1, -2, -3
 
 #: The eight namespace kinds, by their name under /proc/PID/ns, with what each isolates.
 KINDS: dict[str, str] = {
@@ -240,12 +245,16 @@ class NsProcess:
         if self.adopted:
             if self._poll_adopted() is None:
                 self.kill(signal.SIGKILL)
+                import subprocess
+
                 try:
                     self._wait_adopted(grace)
                 except subprocess.TimeoutExpired:
                     self._wait_adopted(None)  # SIGKILL'd: it goes, however long it takes
         elif self.popen.poll() is None:
             self.kill(signal.SIGKILL)
+            import subprocess
+
             try:
                 self.popen.wait(grace)
             except subprocess.TimeoutExpired:
@@ -273,6 +282,8 @@ def _poll_until(poll: Callable[[], int | None], timeout: float, what: str) -> in
     delay = 0.0005
     while (code := poll()) is None:
         if time.monotonic() > deadline:
+            import subprocess
+
             raise subprocess.TimeoutExpired([what], timeout)
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
@@ -471,6 +482,8 @@ def _start_launcher(
     extra = () if explain_fd is None else (explain_fd,)
     if _may_fork(fd, stdin, stdout, stderr):
         return _ForkedLauncher.start(fd, stdin, stdout, stderr, extra)
+    import subprocess
+
     return subprocess.Popen(
         _launcher_argv(fd),
         pass_fds=(fd, *extra),
@@ -493,7 +506,7 @@ def _forked_launcher_argv(fd: int) -> list[str]:
 def _may_fork(fd: int, *stdio: Any) -> bool:
     if os.environ.get("CONTAINERLAB_LAUNCHER") == "exec":
         return False
-    if any(s == subprocess.PIPE for s in stdio):
+    if any(s == PIPE for s in stdio):
         return False  # pipes to read back: Popen's plumbing (communicate) is needed
     if sum(len(os.fsencode(a)) + 1 for a in _forked_launcher_argv(fd)) > syscalls.cmdline_room():
         return False  # it could not be named as a launcher (see _become_launcher)
@@ -517,12 +530,12 @@ class _ForkedLauncher:
         cls, fd: int, stdin: Any, stdout: Any, stderr: Any, keep: tuple[int, ...] = ()
     ) -> _ForkedLauncher:
         targets = {0: _fd_of(stdin), 1: _fd_of(stdout)}
-        if stderr == subprocess.STDOUT:
+        if stderr == STDOUT:
             targets[2] = 1 if targets[1] is None else targets[1]
         else:
             targets[2] = _fd_of(stderr)
         devnull = None
-        if subprocess.DEVNULL in targets.values():
+        if DEVNULL in targets.values():
             devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         for stream in (sys.stdout, sys.stderr):  # or the child would write them out again
             with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -532,7 +545,7 @@ class _ForkedLauncher:
             try:
                 _become_launcher(
                     fd,
-                    {k: devnull if v == subprocess.DEVNULL else v for k, v in targets.items()},
+                    {k: devnull if v == DEVNULL else v for k, v in targets.items()},
                     keep,
                 )
             finally:
@@ -578,7 +591,7 @@ class _ForkedLauncher:
 
 def _fd_of(stream: Any) -> Any:
     """A Popen stdio argument as a descriptor (None: inherit; DEVNULL kept as is)."""
-    if stream is None or stream == subprocess.DEVNULL:
+    if stream is None or stream == DEVNULL:
         return stream
     if isinstance(stream, int):
         return stream
@@ -638,6 +651,8 @@ def run(
     argv: Sequence[str], spec: NamespaceSpec | None = None, *, timeout: float = 60, **kwargs: Any
 ) -> subprocess.CompletedProcess:
     """Run ``argv`` in namespaces to completion and capture its output (text)."""
+    import subprocess
+
     kwargs.setdefault("stdout", subprocess.PIPE)
     kwargs.setdefault("stderr", subprocess.PIPE)
     with spawn(argv, spec, **kwargs) as proc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 
 from containerlab.cli.common import detach_keys_flag
 from containerlab.errors import ContainerlabError
@@ -193,7 +192,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         code = attach.session(conn, rec.id, interactive=spec.interactive, detach_keys=keys)
         return 0 if code is None else code  # None: detached, the container runs on
     # Without -i the container's stdin is empty, as in Docker; with it, ours is passed on.
-    stdin = None if spec.interactive else subprocess.DEVNULL
+    from containerlab.namespaces import DEVNULL  # subprocess.DEVNULL, without subprocess
+
+    stdin = None if spec.interactive else DEVNULL
     return container.run(spec, proxy_signals=True, stdin=stdin)
 
 

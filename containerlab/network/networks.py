@@ -23,7 +23,7 @@ from pathlib import Path
 from containerlab import paths
 from containerlab.errors import NetworkError
 from containerlab.hashing import sha256_hex
-from containerlab.network import ipam, links, nat
+from containerlab.network import ipam, links
 
 #: The network a container joins when none is named (Docker's "bridge", on docker0).
 DEFAULT_NETWORK = "bridge"
@@ -120,6 +120,14 @@ def _pick_subnet() -> ipaddress.IPv4Network:
     raise NetworkError(f"no free /{POOL_PREFIX} left in {POOL}; remove a network or pass --subnet")
 
 
+def _nat():
+    # The firewall code (nft, iptables, subprocess) is loaded only when a network's rules
+    # change: a container start on an existing network needs none of it.
+    from containerlab.network import nat
+
+    return nat
+
+
 def up(net: Network) -> None:
     """Build (or rebuild) a network's kernel side: bridge, address, sysctls, NAT rules.
 
@@ -130,6 +138,7 @@ def up(net: Network) -> None:
     # See nat.py: lets DNAT'ed loopback connections leave through this bridge. Per bridge,
     # so it goes away with it and never changes how the rest of the host treats 127/8.
     links.set_sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
+    nat = _nat()
     nat.remove(net.owner)
     nat.add_rules(nat.network_rules(net.owner, net.bridge, net.subnet, net.internal))
     if not net.internal:
@@ -138,7 +147,7 @@ def up(net: Network) -> None:
 
 def down(net: Network) -> None:
     """Remove a network's kernel side (rules, bridge); its record stays."""
-    nat.remove(net.owner)
+    _nat().remove(net.owner)
     links.delete_link(net.bridge)
 
 
@@ -202,7 +211,7 @@ def _forget(net: Network) -> None:
     ipam.delete_pool(net.name)
     with contextlib.suppress(FileNotFoundError):
         (_dir() / f"{net.name}.json").unlink()
-    nat.restore_ip_forward()  # if no network of any state root routes out any more
+    _nat().restore_ip_forward()  # if no network of any state root routes out any more
 
 
 def remove(name: str) -> None:

@@ -267,7 +267,7 @@ def prepare(record: state.Record) -> None:
     cfg = _netcfg(record)
     if cfg["mode"] != "bridge":
         return
-    from containerlab.network import dns, nat, networks  # noqa: F401  (loaded for plug)
+    from containerlab.network import dns, networks  # noqa: F401  (loaded for plug)
 
     if DEFAULT in cfg["networks"]:
         networks.ensure_default()
@@ -290,8 +290,6 @@ def plug(record: state.Record, pid: int) -> None:
         (_guests(cfg["container"]) / record.id).touch()
     if cfg["mode"] != "bridge":
         return
-    from containerlab.network import nat
-
     if _leftovers(record):
         unplug(record)  # a clean slate: what a start that nobody finished (kill -9) left
     endpoints: dict[str, dict] = {}
@@ -299,7 +297,11 @@ def plug(record: state.Record, pid: int) -> None:
     try:
         for i, (name, opts) in enumerate(cfg["networks"].items()):
             endpoints[name] = _connect_one(record, name, pid, f"eth{i}", opts.get("ip"))
-        mappings = [nat.parse_publish(p) for p in cfg["publish"]]
+        mappings = []
+        if cfg["publish"] or cfg["publish_all"]:
+            from containerlab.network import nat  # the firewall's code: only for ports
+
+            mappings = [nat.parse_publish(p) for p in cfg["publish"]]
         if cfg["publish_all"]:
             mappings += exposed_ports(record)
         if mappings:
@@ -347,12 +349,14 @@ def unplug(record: state.Record, *, exited: bool = False) -> None:
             (_guests(cfg["container"]) / record.id).unlink()
     if cfg["mode"] != "bridge":
         return
-    from containerlab.network import nat, networks
+    from containerlab.network import networks
 
     publishes = bool(cfg["publish"] or cfg["publish_all"])
     if not publishes and not _leftovers(record):
         return  # nothing held (already unplugged): no netlink or firewall work
     if publishes:
+        from containerlab.network import nat
+
         with contextlib.suppress(NetworkError):
             nat.remove(record.id)
     names = list(cfg["networks"]) + [n for n in _endpoints(record) if n not in cfg["networks"]]
