@@ -45,10 +45,7 @@ from containerlab.cgroups.model import (
     FILES,
     FileName,
     IoLimit,
-    IoStat,
     Limits,
-    Psi,
-    Stats,
     cpu_shares_to_weight,
     parse_cpus,
     parse_size,
@@ -56,6 +53,21 @@ from containerlab.cgroups.model import (
 from containerlab.cgroups.v1 import V1Driver
 from containerlab.cgroups.v2 import V2Driver
 from containerlab.errors import CgroupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from containerlab.cgroups.stats import IoStat, Psi, Stats
+
+
+def __getattr__(name: str):
+    # Stats, Psi, IoStat are made on first use (see cgroups.stats): a container start and
+    # exit read no statistics, and three frozen dataclasses cost it ~1.5 ms.
+    if name in ("IoStat", "Psi", "Stats"):
+        from containerlab.cgroups import stats
+
+        return getattr(stats, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CPU_PERIOD_US",

@@ -18,12 +18,14 @@ from containerlab.cgroups import fs
 from containerlab.cgroups.model import (
     CPU_PERIOD_US,
     FILES,
-    IoStat,
     Limits,
-    Stats,
     parse_keyed,
 )
 from containerlab.errors import CgroupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from containerlab.cgroups.stats import Stats
 
 # The v2 name of a need (Limits.controllers) to its v1 controller.
 _V1_NAME = {"memory": "memory", "cpu": "cpu", "cpuset": "cpuset", "pids": "pids", "io": "blkio"}
@@ -232,6 +234,8 @@ class V1Driver:
         return parse_keyed(text).get("oom_kill", 0)
 
     def read(self) -> Stats:
+        from containerlab.cgroups.stats import IoStat, Stats
+
         def rd(ctrl: str, name: str) -> int | None:
             return fs.read_int(self._file(ctrl, name)) if self._has(ctrl) else None
 

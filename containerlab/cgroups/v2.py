@@ -19,14 +19,15 @@ from containerlab.cgroups import fs
 from containerlab.cgroups.model import (
     CPU_PERIOD_US,
     FILES,
-    IoStat,
     Limits,
-    Stats,
     cpu_shares_to_weight,
     parse_keyed,
-    parse_psi,
 )
 from containerlab.errors import CgroupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from containerlab.cgroups.stats import Stats
 
 
 def _mount() -> fs.Hierarchy:
@@ -229,6 +230,8 @@ class V2Driver:
         return parse_keyed(fs.read(self._file("memory.events")) or "").get("oom_kill", 0)
 
     def read(self) -> Stats:
+        from containerlab.cgroups.stats import IoStat, Stats, parse_psi
+
         f = self._file
         events = parse_keyed(fs.read(f("memory.events")) or "")
         cpu = parse_keyed(fs.read(f("cpu.stat")) or "")
