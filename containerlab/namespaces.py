@@ -345,6 +345,7 @@ def spawn(
     outside work (id maps, cgroups, network) happens.
     ``prepare()`` runs in the caller right after the launcher is started, while it makes the
     namespaces: what the outside work can do before they exist overlaps with the launcher's.
+    Explaining, the two sides take turns instead, so that their steps print in order.
     ``tty``: stdin is a pseudo-terminal that becomes the command's controlling terminal.
     ``init``: a small init stays PID 1 (reaps zombies, forwards signals) and the command
     runs as its child, as ``docker run --init`` does. ``after_fork(launcher_pid)`` runs in
@@ -413,11 +414,15 @@ def spawn(
     try:
         with ours:
             ours.sendall(json.dumps(config).encode() + b"\n")
-            if prepare is not None:
+            # Explained, in turn (after "unshared"): steps explained by two processes at once
+            # would print interleaved, in an order that changes from run to run.
+            if prepare is not None and explain_fd is None:
                 prepare()
             for msg in _recv_messages(ours):
                 if msg["event"] == "unshared":
                     launcher = msg["pid"]
+                    if prepare is not None and explain_fd is not None:
+                        prepare()
                     if "user" in spec.new:
                         write_id_maps(launcher, spec.uid_map, spec.gid_map)
                     if before_go is not None:

@@ -344,7 +344,9 @@ def main(fd: int) -> None:
         if not early_hook:
             hook = _load_hook(config)
             early = _load_hook(config, "early")
-            if early is not None and "mnt" in new:
+            # Not when explaining: the caller explains its own steps meanwhile, and the two
+            # would print interleaved, in an order that changes from run to run.
+            if early is not None and "mnt" in new and not syscalls.explaining():
                 # The setup's first part, in our new mount namespace, which the child will
                 # share: it changes the payload the child inherits, to say what is done.
                 early(config["setup"]["payload"])
