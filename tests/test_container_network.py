@@ -303,6 +303,17 @@ def test_connect_and_disconnect_a_running_container():
     assert list(ipam.allocations("t-c2")) == [inspect("t-bb")["Id"]]
 
 
+def test_mac_address_is_eth0s():
+    mac = "02:42:ac:11:00:99"
+    out = ok(
+        "run", "--rm", "--mac-address", mac.upper(), "busybox", "cat", "/sys/class/net/eth0/address"
+    )
+    assert out.strip() == mac
+    cid = ok("run", "-d", "--mac-address", "02-42-ac-11-00-98", "busybox", "sleep", "30").strip()
+    assert inspect(cid)["NetworkSettings"]["MacAddress"] == "02:42:ac:11:00:98"
+    ok("rm", "-f", cid)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -312,6 +323,11 @@ def test_connect_and_disconnect_a_running_container():
         (["--ip", "10.0.0.5"], "--ip needs a user-defined network"),
         (["--add-host", "nocolon"], "expected NAME:IP"),
         (["--network", "none", "-p", "80"], "cannot be published"),
+        (["--mac-address", "02:42:ac:11:00"], "write six hex bytes"),
+        (["--mac-address", "zz:42:ac:11:00:01"], "write six hex bytes"),
+        (["--mac-address", "01:00:5e:00:00:01"], "needs a unicast address"),  # multicast
+        (["--mac-address", "00:00:00:00:00:00"], "needs a unicast address"),
+        (["--network", "host", "--mac-address", "02:42:ac:11:00:01"], "need a bridge network"),
     ],
 )
 def test_bad_network_flags_are_refused_before_anything_exists(clab_root, args, message):

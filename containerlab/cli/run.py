@@ -55,6 +55,7 @@ def spec_from(args: argparse.Namespace):
         network=args.network,
         ip=args.ip,
         network_aliases=tuple(args.network_alias),
+        mac_address=args.mac_address,
         publish=tuple(args.publish),
         publish_all=args.publish_all,
         dns=tuple(args.dns),
@@ -114,6 +115,9 @@ def network_flags(p: argparse.ArgumentParser) -> None:
         help="bridge (default), a network from `network create`, none, host or container:NAME",
     )
     p.add_argument("--ip", metavar="ADDR", help="this IPv4 address on a user network")
+    p.add_argument(
+        "--mac-address", metavar="MAC", help="eth0's MAC address, e.g. 02:42:ac:11:00:02"
+    )
     p.add_argument(
         "--network-alias",
         "--net-alias",

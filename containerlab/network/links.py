@@ -234,6 +234,7 @@ def attach(
     gateway: str | None,
     host_ifname: str,
     ifname: str = CONTAINER_IFNAME,
+    mac: str | None = None,
 ) -> Endpoint:
     """Plug namespace ``target`` (a pid or a netns name) into a bridge with a veth pair.
 
@@ -249,7 +250,8 @@ def attach(
     syscalls.explain(
         f"connect {path} to {bridge_ifname}",
         f"ip link add {host_ifname} type veth peer name {ifname} netns {path}"
-        f" && ip link set {host_ifname} master {bridge_ifname} up"
+        + (f" address {mac}" if mac else "")
+        + f" && ip link set {host_ifname} master {bridge_ifname} up"
         f" && nsenter --net={path} sh -c 'ip link set lo up; ip addr add {address} dev {ifname};"
         f" ip link set {ifname} up"
         + (f"; ip route add default via {gateway}'" if gateway else "'"),
@@ -271,7 +273,7 @@ def attach(
             # The peer is born inside the namespace under its final name: it never
             # exists on the host, so two containers' "eth0" cannot clash there.
             try:
-                netlink.add_veth(nl, host_ifname, ifname, fd)
+                netlink.add_veth(nl, host_ifname, ifname, fd, peer_mac=mac)
             except netlink.NetlinkError as e:
                 raise _nl_error(f"cannot create veth {host_ifname}", e) from None
             try:

@@ -405,14 +405,24 @@ def add_bridge(nl: Netlink, name: str) -> None:
     )
 
 
-def add_veth(nl: Netlink, name: str, peer: str, peer_netns_fd: int | None = None) -> None:
-    """``ip link add NAME type veth peer name PEER netns NS``: both ends in one request.
+def add_veth(
+    nl: Netlink,
+    name: str,
+    peer: str,
+    peer_netns_fd: int | None = None,
+    peer_mac: str | None = None,
+) -> None:
+    """``ip link add NAME type veth peer name PEER netns NS [address MAC]``: both ends in one
+    request.
 
     The peer's description sits inside the veth's own settings (VETH_INFO_PEER): an
     ifinfomsg and attributes, as for a link of its own. With IFLA_NET_NS_FD the kernel
     creates the peer directly in that namespace, so it never exists here under its name.
+    Without ``peer_mac`` (IFLA_ADDRESS) the kernel makes up a random one.
     """
     peer_attrs = attr_str(IFLA_IFNAME, peer)
+    if peer_mac is not None:
+        peer_attrs += attr(IFLA_ADDRESS, bytes.fromhex(peer_mac.replace(":", "")))
     if peer_netns_fd is not None:
         peer_attrs += attr_u32(IFLA_NET_NS_FD, peer_netns_fd)
     nl.request(

@@ -320,6 +320,7 @@ def connect(
     ip: str | None = None,
     ifname: str = links.CONTAINER_IFNAME,
     default_route: bool = True,
+    mac: str | None = None,
 ) -> links.Endpoint:
     """``network connect``: give ``owner`` an address on ``name`` and plug namespace
     ``target`` (a pid or netns name) into its bridge as ``ifname`` (``eth0``). The address
@@ -342,6 +343,7 @@ def connect(
             net.gateway if default_route else None,
             veth,
             ifname,
+            mac,
         )
     except BaseException:
         ipam.release(name, owner)

@@ -67,9 +67,12 @@ def config_from(spec: Any) -> dict[str, Any]:
         from containerlab.network import dns
 
         cfg["add_hosts"] = [list(dns.parse_add_host(h)) for h in spec.add_hosts]
+    mac = parse_mac(spec.mac_address) if spec.mac_address else None
     if net in ("none", "host") or net.startswith("container:"):
-        if spec.ip or spec.network_aliases:
-            raise NetworkError(f"--ip and --network-alias need a bridge network, not {net!r}")
+        if spec.ip or spec.network_aliases or mac:
+            raise NetworkError(
+                f"--ip, --network-alias and --mac-address need a bridge network, not {net!r}"
+            )
         if net != "none" and (cfg["publish"] or spec.publish_all):
             raise NetworkError(
                 f"ports cannot be published with --network {net}: the container has no"
@@ -97,7 +100,30 @@ def config_from(spec: Any) -> dict[str, Any]:
     if spec.network_aliases and net == DEFAULT:
         raise NetworkError("--network-alias needs a user-defined network, as in Docker")
     cfg["networks"][net] = {"ip": spec.ip, "aliases": list(spec.network_aliases)}
+    if mac:
+        cfg["networks"][net]["mac"] = mac
     return cfg
+
+
+def parse_mac(text: str) -> str:
+    """``--mac-address``: six hex bytes, ``:`` or ``-`` between them, as lower-case
+    ``aa:bb:cc:dd:ee:ff``. A multicast or all-zero address is refused (the kernel would
+    refuse it for an interface, as Docker does for --mac-address)."""
+    parts = text.replace("-", ":").split(":")
+    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
+        parts = []
+    try:
+        octets = [int(p, 16) for p in parts]
+    except ValueError:
+        octets = []
+    if len(octets) != 6:
+        raise NetworkError(f"invalid MAC address {text!r}: write six hex bytes, 02:42:ac:11:00:02")
+    if octets[0] & 1 or not any(octets):
+        raise NetworkError(
+            f"invalid MAC address {text!r}: an interface needs a unicast address (the first"
+            " byte even, not all zeros); locally administered ones start 02:"
+        )
+    return ":".join(f"{o:02x}" for o in octets)
 
 
 def _netcfg(record: state.Record) -> dict[str, Any]:
@@ -243,13 +269,17 @@ def _write_endpoints(record: state.Record, endpoints: dict, ports: list[str]) ->
     os.replace(tmp, record.dir / "network.json")
 
 
-def _connect_one(record: state.Record, name: str, pid: int, ifname: str, ip: str | None) -> dict:
+def _connect_one(
+    record: state.Record, name: str, pid: int, ifname: str, ip: str | None, mac: str | None = None
+) -> dict:
     from containerlab.network import networks
 
     if name == DEFAULT:
         networks.ensure_default()
     # The first interface holds the default route; the others reach their subnet only.
-    ep = networks.connect(name, record.id, pid, ip, ifname=ifname, default_route=ifname == "eth0")
+    ep = networks.connect(
+        name, record.id, pid, ip, ifname=ifname, default_route=ifname == "eth0", mac=mac
+    )
     return {
         "ip": ep.address,
         "gateway": ep.gateway,
@@ -296,7 +326,9 @@ def plug(record: state.Record, pid: int) -> None:
     ports: list[str] = []
     try:
         for i, (name, opts) in enumerate(cfg["networks"].items()):
-            endpoints[name] = _connect_one(record, name, pid, f"eth{i}", opts.get("ip"))
+            endpoints[name] = _connect_one(
+                record, name, pid, f"eth{i}", opts.get("ip"), opts.get("mac")
+            )
         mappings = []
         if cfg["publish"] or cfg["publish_all"]:
             from containerlab.network import nat  # the firewall's code: only for ports
@@ -396,6 +428,7 @@ def settings(record: state.Record) -> dict[str, Any]:
         "NetworkMode": mode_name(cfg),
         "IPAddress": first.get("IPAddress", ""),
         "Gateway": first.get("Gateway", ""),
+        "MacAddress": first.get("MacAddress", ""),
         "Ports": live["ports"],
         "Networks": nets,
     }

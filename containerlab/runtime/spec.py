@@ -39,6 +39,7 @@ class ContainerSpec:
     network: str = "none"  # "bridge", a user network, "none", "host" or "container:NAME"
     ip: str | None = None  # --ip: this address on a user network
     network_aliases: tuple[str, ...] = ()  # --network-alias: more names on a user network
+    mac_address: str | None = None  # --mac-address: eth0's MAC, "02:42:ac:11:00:02" (else random)
     publish: tuple[str, ...] = ()  # -p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO], as typed
     publish_all: bool = False  # -P: every EXPOSEd port on a random host port
     dns: tuple[str, ...] = ()  # --dns: nameservers for /etc/resolv.conf
