@@ -325,7 +325,8 @@ def connect(
     """``network connect``: give ``owner`` an address on ``name`` and plug namespace
     ``target`` (a pid or netns name) into its bridge as ``ifname`` (``eth0``). The address
     goes back if the plugging fails. Only one interface can hold the default route: a
-    second network (``eth1``) reaches its own subnet only, as in Docker."""
+    second network (``eth1``) reaches its own subnet only, as in Docker. ``mac``: the
+    container end's MAC address (``--mac-address``); else the kernel picks a random one."""
     net = get(name)
     if not links.link_exists(net.bridge):
         up(net)
