@@ -110,14 +110,10 @@ def parse_mac(text: str) -> str:
     ``aa:bb:cc:dd:ee:ff``. A multicast or all-zero address is refused (the kernel would
     refuse it for an interface, as Docker does for --mac-address)."""
     parts = text.replace("-", ":").split(":")
-    if len(parts) != 6 or not all(len(p) == 2 for p in parts):
-        parts = []
-    try:
-        octets = [int(p, 16) for p in parts]
-    except ValueError:
-        octets = []
-    if len(octets) != 6:
+    hexdigits = "0123456789abcdefABCDEF"
+    if len(parts) != 6 or any(len(p) != 2 or p.strip(hexdigits) for p in parts):
         raise NetworkError(f"invalid MAC address {text!r}: write six hex bytes, 02:42:ac:11:00:02")
+    octets = [int(p, 16) for p in parts]
     if octets[0] & 1 or not any(octets):
         raise NetworkError(
             f"invalid MAC address {text!r}: an interface needs a unicast address (the first"
@@ -274,8 +270,7 @@ def _connect_one(
 ) -> dict:
     from containerlab.network import networks
 
-    if name == DEFAULT:
-        networks.ensure_default()
+    # (The default network is up: prepare, or connect, brought it up first.)
     # The first interface holds the default route; the others reach their subnet only.
     ep = networks.connect(
         name, record.id, pid, ip, ifname=ifname, default_route=ifname == "eth0", mac=mac
@@ -311,7 +306,7 @@ def _guests(cid: str) -> Path:
 
 def plug(record: state.Record, pid: int) -> None:
     """Connect the launcher's (pid's) new network namespace to the container's networks and
-    publish its ports; undone entirely if any step fails."""
+    publish its ports, after :func:`prepare`; undone entirely if any step fails."""
     cfg = _netcfg(record)
     if cfg["mode"] == "container":
         # The host's namespace keeps the other container's veth alive: it must know (see
