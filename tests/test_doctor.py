@@ -149,10 +149,18 @@ def test_a_removal_killed_halfway(clab_root, tmp_path):
     assert os.listdir(clab_root / "containers") == []
 
 
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
 def test_a_stray_supervisor_and_container_whose_record_was_wiped(clab_root):
     cid = run_d("--name", "wiped", "busybox", "sleep", "30")
     st = state_of(clab_root, cid)
     os.kill(st["supervisor_pid"], signal.SIGSTOP)  # it must not notice the wipe
+    # Stopped, not on its way: kill() returns at once, and a supervisor caught in the exec
+    # into its lean watcher shows doctor no environment (no state root) for a moment.
+    wait_for(lambda: _state(st["supervisor_pid"]) == "T", what="the supervisor to stop")
     shutil.rmtree(clab_root / "containers" / cid)
     found = {(f.kind, f.what) for f in doctor.examine()}
     assert ("process", str(st["supervisor_pid"])) in found
